@@ -1,0 +1,74 @@
+"""The tracker interface: what the runner tells a tracker, and what the report reads back.
+
+Trackers are plugins (MLflow is the built-in one). The runner calls them from the driver
+process only, one cell at a time, so parallel workers never race on the store.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+STATUSES = ("FINISHED", "FAILED", "SKIPPED")
+
+
+@dataclass
+class CellRecord:
+    """Everything one grid cell produced.
+
+    `params` are flat dotted keys (model, dataset, split, loss, seed, model.factors, ...);
+    `metrics` are named `<task>/<metric>_<k>` (e.g. itemrec/ndcg_10) or `<task>/<name>`;
+    `curves` are training curves {name: [(step, value), ...]}; `artifacts` maps an artifact
+    path (e.g. "rankings.parquet") to a local file to upload; `error` is the traceback of a
+    FAILED cell and `reason` the reason a cell was SKIPPED.
+    """
+
+    suite: str
+    config_hash: str
+    run_name: str
+    status: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    error: str | None = None
+    reason: str | None = None
+    start_time: float = 0.0
+    end_time: float = 0.0
+
+    @property
+    def wall_time(self) -> float:
+        return self.end_time - self.start_time
+
+
+class Tracker:
+    """Lifecycle of one suite invocation, plus read-back for resume and reports."""
+
+    def suite_started(self, suite: str, config: dict[str, Any], n_cells: int) -> None:
+        """Open the invocation (MLflow: the parent run)."""
+
+    def cell_finished(self, record: CellRecord) -> None:
+        """Record one cell, whatever its status."""
+
+    def suite_finished(self, status: str = "FINISHED") -> None:
+        """Close the invocation."""
+
+    def finished_hashes(self, suite: str) -> set[str]:
+        """Config hashes of cells of `suite` that already have a FINISHED record (for resume)."""
+        return set()
+
+    def runs(self, suite: str) -> pd.DataFrame:
+        """One row per cell record of `suite` (latest per config hash): columns run_id, run_name,
+        status, config_hash, wall_time, `params.<key>`, `metrics.<name>`, `tags.<key>`."""
+        raise NotImplementedError
+
+    def curve(self, run_id: str, metric: str) -> list[tuple[int, float]]:
+        """A training curve of one run."""
+        raise NotImplementedError
+
+    def artifact(self, run_id: str, path: str) -> Path | None:
+        """A local copy of one run's artifact, or None if it has none."""
+        raise NotImplementedError
