@@ -1,1 +1,83 @@
-"""(being written)"""
+"""Ranking metrics with binary relevance, as ranx defines them, vectorised over a block.
+
+Per-query metrics take `hits` [n, K] (1.0 where the item at rank j is relevant), `n_rel` [n]
+(the number of relevant items of each query) and the cut-off k. Set-level metrics take the
+per-candidate retrieval counts at k and a per-candidate weight (popularity or activeness).
+"""
+from __future__ import annotations
+
+import torch
+
+from harness import hookimpl
+from harness.specs import MetricSpec
+
+
+def _found(hits, k):
+    return hits[:, :k].sum(1)
+
+
+def recall(hits, n_rel, k):
+    """|relevant in top-k| / |relevant|."""
+    return _found(hits, k) / n_rel
+
+
+def recall_capped(hits, n_rel, k):
+    """UniMatch's Recall@N: |relevant in top-k| / min(|relevant|, k)."""
+    return _found(hits, k) / torch.clamp(n_rel, max=k)
+
+
+def precision(hits, n_rel, k):
+    return _found(hits, k) / k
+
+
+def hit(hits, n_rel, k):
+    return (_found(hits, k) > 0).to(hits.dtype)
+
+
+def mrr(hits, n_rel, k):
+    """Reciprocal rank of the first relevant item within the top-k (0 if none)."""
+    recip = 1.0 / torch.arange(1, k + 1, dtype=hits.dtype, device=hits.device)
+    return (hits[:, :k] * recip).max(1).values
+
+
+def ndcg(hits, n_rel, k):
+    """DCG with 1/log2(rank+1) discounts over the ideal DCG of min(|relevant|, k) hits."""
+    disc = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=hits.dtype, device=hits.device))
+    dcg = (hits[:, :k] * disc).sum(1)
+    ideal = torch.cumsum(disc, 0)[(torch.clamp(n_rel, max=k) - 1).long()]
+    return dcg / ideal
+
+
+def coverage(counts, weight):
+    """Fraction of all candidates (items, or user-states) retrieved in at least one top-k."""
+    return float((counts > 0).mean()) if len(counts) else float("nan")
+
+
+def mean_weight(counts, weight):
+    """Mean weight (training popularity / activeness) of everything retrieved."""
+    total = counts.sum()
+    return float((counts * weight).sum() / total) if total else float("nan")
+
+
+PER_QUERY = {
+    "recall": (recall, "Recall@K: found relevant / all relevant"),
+    "recall_capped": (recall_capped, "UniMatch Recall@N: found relevant / min(relevant, K)"),
+    "precision": (precision, "Precision@K: found relevant / K"),
+    "hit": (hit, "Hit@K: 1 if any relevant item is in the top-K"),
+    "mrr": (mrr, "MRR@K: reciprocal rank of the first relevant item"),
+    "ndcg": (ndcg, "NDCG@K with binary relevance (ranx's definition)"),
+}
+
+
+@hookimpl
+def register_metrics(register):
+    for name, (fn, doc) in PER_QUERY.items():
+        register(MetricSpec(name=name, factory=lambda fn=fn: fn, description=doc))
+    register(MetricSpec(name="coverage", factory=lambda: coverage, per_query=False,
+                        description="catalogue coverage@K: share of candidates retrieved for anyone"))
+    register(MetricSpec(name="popularity", factory=lambda: mean_weight, per_query=False, tasks=("itemrec",),
+                        description="mean training popularity (event count) of retrieved items"))
+    register(MetricSpec(name="activeness", factory=lambda: mean_weight, per_query=False, tasks=("userrec",),
+                        description="mean activeness (history length) of retrieved user-states"))
+
+

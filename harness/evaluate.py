@@ -1,0 +1,186 @@
+"""Evaluate one fitted model on one evaluation set, for every task it serves, from the same scores.
+
+itemrec ranks items per user-state; userrec ranks user-states per item. Queries without a
+target are left out of the averages and counted (`n_without_target`), never dropped silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from .model import Model
+from .ranking import TopK, factor_scorer, row_blocks, topk_rows
+from .specs import MetricSpec
+from .splits import EvalSet
+
+EVAL_CHUNK = 65536
+
+
+@dataclass
+class TaskResult:
+    """Aggregated metrics (`ndcg_10`, `n_queries`, ...), per-query values and the top-K lists."""
+
+    task: str
+    metrics: dict[str, float]
+    per_query: pd.DataFrame
+    queries: np.ndarray
+    topk: TopK | None = None
+    truth: sp.csr_matrix | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class ScoreSource:
+    """The scores of one fitted model on one set of user-states, computed block by block."""
+
+    def __init__(self, model: Model, evalset: EvalSet, n_items: int, device: torch.device):
+        self.model, self.states, self.n_items, self.device = model, evalset.states, n_items, device
+        f = model.factors(self.states)
+        self.u = self.v = None
+        if f is not None:
+            self.u = torch.as_tensor(f[0], device=device, dtype=torch.float32)
+            self.v = torch.as_tensor(f[1], device=device, dtype=torch.float32)
+
+    def _state_block(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(self.model.score_block(self.states, rows), device=self.device, dtype=torch.float32)
+
+    def item_topk(self, state_rows: np.ndarray, k: int, exclude: sp.csr_matrix | None,
+                  budget_mib: float, block_size: int | None = None) -> TopK:
+        """Top-k items for each of `state_rows`."""
+        if self.u is not None:
+            scorer = factor_scorer(self.u, self.v, state_rows)
+        else:
+            scorer = lambda blk: self._state_block(state_rows[blk])  # noqa: E731
+        excl = None if exclude is None else exclude[state_rows]
+        return topk_rows(scorer, len(state_rows), self.n_items, k, excl, budget_mib, block_size)
+
+    def user_topk(self, item_rows: np.ndarray, k: int, exclude_t: sp.csr_matrix | None,
+                  budget_mib: float, block_size: int | None = None) -> TopK:
+        """Top-k user-states for each of `item_rows` (exclude_t: items x states)."""
+        n_states = len(self.states)
+        excl = None if exclude_t is None else exclude_t[item_rows]
+        if self.u is not None:
+            return topk_rows(factor_scorer(self.v, self.u, item_rows), len(item_rows), n_states, k, excl,
+                             budget_mib, block_size)
+        return self._user_topk_streamed(item_rows, k, excl, budget_mib, block_size)
+
+    def _user_topk_streamed(self, item_rows, k, excl, budget_mib, block_size) -> TopK:
+        """Without factors: score state blocks against all items and merge running top-k per item."""
+        k = min(k, len(self.states))
+        cols = torch.as_tensor(item_rows, device=self.device)
+        run_v = torch.full((len(item_rows), 0), -torch.inf, device=self.device)
+        run_i = torch.zeros((len(item_rows), 0), dtype=torch.long, device=self.device)
+        excl_c = None if excl is None else excl.tocsc()
+        for blk in row_blocks(len(self.states), self.n_items, budget_mib, block_size):
+            s = self._state_block(np.arange(blk.start, blk.stop))[:, cols].T.contiguous()
+            if excl_c is not None:
+                sub = excl_c[:, blk].tocsr()
+                r = np.repeat(np.arange(sub.shape[0]), np.diff(sub.indptr))
+                s[torch.as_tensor(r, device=s.device), torch.as_tensor(sub.indices.astype(np.int64), device=s.device)] = -torch.inf
+            idx = torch.arange(blk.start, blk.stop, device=self.device).expand(len(item_rows), -1)
+            run_v, run_i = merge_topk(torch.cat([run_v, s], 1), torch.cat([run_i, idx], 1), k)
+        return TopK(index=run_i.cpu().numpy(), score=run_v.cpu().numpy())
+
+    def pair_scores(self, state_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Scores of (state, item) pairs, arrays of the same shape."""
+        shape = np.shape(state_idx)
+        s_flat, i_flat = np.ravel(state_idx), np.ravel(item_idx)
+        out = np.empty(len(s_flat), dtype=np.float32)
+        for start in range(0, len(s_flat), 1 << 20):
+            s = torch.as_tensor(s_flat[start:start + (1 << 20)], device=self.device)
+            i = torch.as_tensor(i_flat[start:start + (1 << 20)], device=self.device)
+            if self.u is not None:
+                val = (self.u[s] * self.v[i]).sum(1)
+            else:
+                uniq, inv = torch.unique(s, return_inverse=True)
+                val = self._state_block(uniq.cpu().numpy())[inv, i]
+            out[start:start + len(s)] = val.float().cpu().numpy()
+        return out.reshape(shape)
+
+
+def merge_topk(vals: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of candidate (value, global index) pairs per row, ties to the lower index."""
+    order = torch.argsort(idx, dim=1)
+    vals, idx = vals.gather(1, order), idx.gather(1, order)
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, :k]
+    return vals.gather(1, order), idx.gather(1, order)
+
+
+def hit_matrix(index: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
+    """hits[q, j] = 1.0 if index[q, j] is a target of query row q of `truth` (vectorised lookup)."""
+    n, k = index.shape
+    width = np.int64(truth.shape[1])
+    t = truth.tocsr()
+    t.sort_indices()
+    t_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(t.indptr)) * width + t.indices
+    q_keys = (np.arange(n, dtype=np.int64)[:, None] * width + index).ravel()
+    pos = np.searchsorted(t_keys, q_keys)
+    found = (pos < len(t_keys)) & (t_keys[np.minimum(pos, len(t_keys) - 1)] == q_keys)
+    return found.reshape(n, k).astype(np.float64)
+
+
+def score_rankings(index: np.ndarray, truth: sp.csr_matrix, cutoffs: list[int], metrics: dict[str, MetricSpec],
+                   weight: np.ndarray, n_candidates: int, queries: np.ndarray, task: str
+                   ) -> tuple[dict[str, float], pd.DataFrame]:
+    """Per-query and set-level metrics at each cut-off, from top-K lists and a truth matrix whose
+    rows align with `index`. Computed in chunks of rows; results do not depend on the chunking."""
+    n_rel_all = np.diff(truth.indptr)
+    per_query: dict[str, list[np.ndarray]] = {}
+    counts = {k: np.zeros(n_candidates, dtype=np.int64) for k in cutoffs}
+    for start in range(0, len(index), EVAL_CHUNK):
+        sl = slice(start, start + EVAL_CHUNK)
+        hits = torch.as_tensor(hit_matrix(index[sl], truth[sl]))
+        n_rel = torch.as_tensor(n_rel_all[sl], dtype=torch.float64)
+        for k in cutoffs:
+            kk = min(k, hits.shape[1])
+            padded = hits if kk == k else torch.nn.functional.pad(hits, (0, k - kk))
+            for name, spec in metrics.items():
+                if spec.per_query:
+                    per_query.setdefault(f"{name}_{k}", []).append(spec.factory()(padded, n_rel, k).numpy())
+            counts[k] += np.bincount(index[sl, :k].ravel(), minlength=n_candidates)
+    out: dict[str, float] = {}
+    frames = []
+    for key, parts in per_query.items():
+        vals = np.concatenate(parts) if parts else np.zeros(0)
+        out[key] = float(vals.mean()) if len(vals) else float("nan")
+        frames.append(pd.DataFrame({"task": task, "metric": key, "query": queries, "value": vals}))
+    for k in cutoffs:
+        for name, spec in metrics.items():
+            if not spec.per_query:
+                out[f"{name}_{k}"] = spec.factory()(counts[k], weight)
+    pq = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["task", "metric", "query", "value"])
+    return out, pq
+
+
+def evaluate_full(task: str, source: ScoreSource, evalset: EvalSet, cutoffs: list[int],
+                  metrics: dict[str, MetricSpec], item_popularity: np.ndarray, exclude_seen: bool = True,
+                  budget_mib: float = 256.0, block_size: int | None = None) -> TaskResult:
+    """Full ranking over all items (itemrec) or all test user-states (userrec)."""
+    targets = evalset.targets
+    exclude = evalset.exclude if exclude_seen else None
+    if exclude is not None and exclude.nnz:
+        # a seen pair cannot be recommended, so it is not a target either
+        targets = (targets - targets.multiply(exclude > 0)).tocsr()
+        targets.eliminate_zeros()
+    k_max = max(cutoffs)
+    if task == "itemrec":
+        truth_all, weight, n_cand = targets, item_popularity.astype(np.float64), targets.shape[1]
+    elif task == "userrec":
+        truth_all, weight, n_cand = targets.T.tocsr(), evalset.states.lengths.astype(np.float64), targets.shape[0]
+        exclude = None if exclude is None else exclude.T.tocsr()
+    else:
+        raise ValueError(f"evaluate_full does not rank for task {task!r}")
+    n_rel = np.diff(truth_all.indptr)
+    queries = np.flatnonzero(n_rel > 0)
+    if task == "itemrec":
+        topk = source.item_topk(queries, k_max, exclude, budget_mib, block_size)
+    else:
+        topk = source.user_topk(queries, k_max, exclude, budget_mib, block_size)
+    truth = truth_all[queries]
+    values, per_query = score_rankings(topk.index, truth, cutoffs, metrics, weight, n_cand, queries, task)
+    values["n_queries"] = float(len(queries))
+    values["n_without_target"] = float(len(n_rel) - len(queries))
+    return TaskResult(task=task, metrics=values, per_query=per_query, queries=queries, topk=topk, truth=truth)

@@ -1,0 +1,59 @@
+"""Executors run cells and yield their records as they finish. `local` is a process pool with the
+CPU's threads divided between workers; `jobs=1` runs in this process (progress per epoch).
+A Ray executor can implement the same `map` later."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from typing import Callable, Iterator
+
+from .registry import Registry
+from .suite import Cell
+from .tracking import CellRecord
+
+_WORKER_REGISTRY: Registry | None = None
+
+
+def _init_worker(threads: int) -> None:
+    global _WORKER_REGISTRY
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER_REGISTRY = Registry.load()
+
+
+def _run_in_worker(cell: Cell) -> CellRecord:
+    from threadpoolctl import threadpool_limits
+
+    from .runner import run_cell
+
+    with threadpool_limits(limits=int(os.environ.get("OMP_NUM_THREADS", "1"))):
+        return run_cell(cell, _WORKER_REGISTRY)
+
+
+class LocalExecutor:
+    def __init__(self, jobs: int = 1):
+        self.jobs = max(1, int(jobs))
+
+    def map(self, cells: list[Cell], registry: Registry,
+            progress: Callable[[str, int, int], None] | None = None) -> Iterator[CellRecord]:
+        from threadpoolctl import threadpool_limits
+
+        from .runner import run_cell
+
+        if self.jobs == 1 or len(cells) <= 1:
+            for cell in cells:
+                with threadpool_limits(limits=1, user_api="blas"):
+                    yield run_cell(cell, registry, progress)
+            return
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = [pool.submit(_run_in_worker, c) for c in cells]
+            for fut in as_completed(futures):
+                yield fut.result()
+
+
+EXECUTORS = {"local": LocalExecutor}

@@ -1,0 +1,334 @@
+"""Suites: a YAML grid parsed, validated against the registry (every problem at once), and
+expanded into cells, each with a configuration hash.
+
+A list value for a parameter expands the grid (for list-typed parameters, a list of lists
+does). `include` / `exclude` entries prune it: each is a mapping of flat keys (model, loss,
+dataset, split, seed, model.factors, ...) that a cell must all match.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, did_you_mean
+from .registry import Registry
+from .specs import TASKS
+
+TOP_KEYS = {
+    "name": "suite name (the MLflow experiment)",
+    "description": "free text",
+    "datasets": "list of {name, **params}",
+    "split": "{name, **params} (or a list of them)",
+    "tasks": "subset of itemrec, userrec",
+    "models": "list of {name, loss?, **params}; a list value expands the grid",
+    "losses": "loss names (or {name, **params}) crossed with models that accept them",
+    "planners": "list of {name, **params}",
+    "metrics": "metric names",
+    "cutoffs": "list of K",
+    "seeds": "list of ints",
+    "candidates": "full | {name: sampled, negatives: N, weighting: uniform|popularity} (or a list)",
+    "exclude_seen": "drop items in a state's history from its itemrec ranking (default true)",
+    "save_rankings": "save top-K rankings and targets as Parquet artifacts (default true)",
+    "ranking": "{budget_mib: 256, block_size: null}",
+    "tracking": "{tracker: mlflow, uri: ..., **params}",
+    "report": "{enabled: true, dir: reports}",
+    "include": "list of partial cells to keep",
+    "exclude": "list of partial cells to drop",
+    "jobs": "default number of worker processes",
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    """A plugin and its resolved parameters (defaults filled)."""
+
+    kind: str
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def label(self, varying: set[str] = frozenset()) -> str:
+        shown = {k: v for k, v in self.params.items() if k in varying}
+        return self.name + ("(" + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) + ")" if shown else "")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: fit `model` with `loss` on `dataset` under `split` and `seed`, evaluate everything."""
+
+    suite: str
+    dataset: Component
+    split: Component
+    model: Component
+    loss: Component | None
+    seed: int
+    settings: dict[str, Any]
+    skip_reason: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def flat_params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model.name, "dataset": self.dataset.name, "split": self.split.name,
+                               "loss": self.loss.name if self.loss else "none", "seed": self.seed}
+        for comp in (self.dataset, self.split, self.model) + ((self.loss,) if self.loss else ()):
+            for k, v in comp.params.items():
+                out[f"{comp.kind}.{k}"] = v
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the cell's result (and nothing about where it is tracked)."""
+        comp = lambda c: None if c is None else {"name": c.name, "params": c.params}  # noqa: E731
+        return {"dataset": comp(self.dataset), "split": comp(self.split), "model": comp(self.model),
+                "loss": comp(self.loss), "seed": self.seed, "settings": self.settings}
+
+    @property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def run_name(self) -> str:
+        loss = f" · {self.loss.name}" if self.loss else ""
+        return (f"{self.labels.get('model', self.model.name)}{loss} · {self.labels.get('dataset', self.dataset.name)}"
+                f" · {self.split.name} · seed {self.seed}")
+
+
+@dataclass
+class Suite:
+    name: str
+    raw: dict[str, Any]
+    cells: list[Cell]
+    tracking: dict[str, Any]
+    report: dict[str, Any]
+    source: str = "<suite>"
+
+    @property
+    def runnable(self) -> list[Cell]:
+        return [c for c in self.cells if c.skip_reason is None]
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Load a suite file safely; a syntax error names the file, line and column."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"suite file {str(path)!r} not found; pass a path to a .yaml suite (see suites/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"YAML syntax error{where}: {problem}; fix the indentation/quoting there",
+                          source=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a suite must be a YAML mapping with at least name, datasets, split and models",
+                          source=str(path))
+    return data
+
+
+def load_suite(path_or_dict: str | Path | dict, registry: Registry, overrides: dict[str, Any] | None = None) -> Suite:
+    if isinstance(path_or_dict, dict):
+        raw, source = copy.deepcopy(path_or_dict), "<suite>"
+    else:
+        raw, source = read_yaml(path_or_dict), str(path_or_dict)
+    raw.update(overrides or {})
+    return build_suite(raw, registry, source)
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _entries(raw_list, key: str, problems: list[str]) -> list[tuple[str, dict]]:
+    """[(name, params)] from a list of names or {name: ..., **params} mappings."""
+    out = []
+    for n, entry in enumerate(_as_list(raw_list)):
+        if isinstance(entry, str):
+            out.append((entry, {}))
+        elif isinstance(entry, dict) and "name" in entry:
+            params = {k: v for k, v in entry.items() if k != "name"}
+            out.append((str(entry["name"]), params))
+        else:
+            problems.append(f"{key}[{n}]: expected a name or a mapping with 'name', got {entry!r}")
+    return out
+
+
+def _expand(kind: str, name: str, params: dict, registry: Registry, where: str, problems: list[str],
+            reserved: tuple[str, ...] = ()) -> list[Component]:
+    """All parameter combinations of one entry, each validated against the plugin's schema."""
+    try:
+        spec = registry.get(kind, name)
+    except ConfigError as exc:
+        problems.append(f"{where}: {exc}")
+        return []
+    types = {p.name: p.type for p in spec.params}
+    axes = []
+    for key, value in params.items():
+        if key in reserved:
+            continue
+        is_axis = isinstance(value, list) and (types.get(key) != "list" or (value and isinstance(value[0], list)))
+        axes.append([(key, v) for v in value] if is_axis else [(key, value)])
+        if is_axis and not value:
+            problems.append(f"{where}: {key} is an empty list; give at least one value")
+    comps = []
+    for combo in itertools.product(*axes) if axes else [()]:
+        resolved, probs = spec.schema.validate(dict(combo), where)
+        problems.extend(p for p in probs if p not in problems)
+        comps.append(Component(kind, name, resolved))
+    return comps
+
+
+def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>") -> Suite:
+    problems: list[str] = []
+    for key in raw:
+        if key not in TOP_KEYS:
+            problems.append(f"unknown key {key!r}{did_you_mean(key, list(TOP_KEYS))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append("missing 'name' (a string: the suite's name and MLflow experiment)")
+        name = "unnamed"
+    for req in ("datasets", "split", "models"):
+        if not raw.get(req):
+            problems.append(f"missing {req!r}: {TOP_KEYS[req]}")
+
+    tasks = [str(t) for t in _as_list(raw.get("tasks", ["itemrec", "userrec"]))]
+    for t in tasks:
+        if t not in TASKS:
+            problems.append(f"tasks: unknown task {t!r}{did_you_mean(t, TASKS)}")
+    cutoffs = _as_list(raw.get("cutoffs", [10, 20]))
+    if not cutoffs or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in cutoffs):
+        problems.append(f"cutoffs: expected a list of positive integers, got {raw.get('cutoffs')!r}")
+        cutoffs = [10]
+    seeds = _as_list(raw.get("seeds", [0]))
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        problems.append(f"seeds: expected a list of integers, got {raw.get('seeds')!r}")
+        seeds = [0]
+
+    metric_names = [m for m, _ in _entries(raw.get("metrics", ["recall", "ndcg"]), "metrics", problems)]
+    for m in metric_names:
+        try:
+            spec = registry.get("metric", m)
+            if not set(spec.tasks) & set(tasks):
+                problems.append(f"metrics: {m!r} measures {'/'.join(spec.tasks)} but the suite's tasks are "
+                                f"{'/'.join(tasks)}; drop it or add a task it measures")
+        except ConfigError as exc:
+            problems.append(f"metrics: {exc}")
+
+    candidates = []
+    for n, entry in enumerate(_as_list(raw.get("candidates", ["full"]))):
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or entry.get("name") not in ("full", "sampled"):
+            problems.append(f"candidates[{n}]: expected 'full' or {{name: sampled, negatives: N, weighting: "
+                            f"uniform|popularity}}, got {entry!r}")
+            continue
+        if entry["name"] == "sampled":
+            extra = set(entry) - {"name", "negatives", "weighting"}
+            if extra:
+                problems.append(f"candidates[{n}]: unknown key(s) {sorted(extra)} (valid: negatives, weighting)")
+            neg = entry.get("negatives", 99)
+            if not isinstance(neg, int) or neg < 1:
+                problems.append(f"candidates[{n}]: negatives must be a positive integer, got {neg!r}")
+            if entry.get("weighting", "uniform") not in ("uniform", "popularity"):
+                problems.append(f"candidates[{n}]: weighting must be uniform or popularity, got {entry.get('weighting')!r}")
+            entry = {"name": "sampled", "negatives": neg, "weighting": entry.get("weighting", "uniform")}
+        candidates.append(entry)
+
+    ranking = dict(raw.get("ranking") or {})
+    extra = set(ranking) - {"budget_mib", "block_size"}
+    if extra:
+        problems.append(f"ranking: unknown key(s) {sorted(extra)} (valid: budget_mib, block_size)")
+    budget = ranking.get("budget_mib", 256)
+    if not isinstance(budget, (int, float)) or budget <= 0:
+        problems.append(f"ranking.budget_mib must be a positive number, got {budget!r}")
+
+    datasets = [c for n, (dn, dp) in enumerate(_entries(raw.get("datasets"), "datasets", problems))
+                for c in _expand("dataset", dn, dp, registry, f"datasets[{n}] {dn!r}", problems)]
+    splits = [c for n, (sn, sp_) in enumerate(_entries(raw.get("split"), "split", problems))
+              for c in _expand("split", sn, sp_, registry, f"split {sn!r}", problems)]
+
+    suite_losses = _entries(raw.get("losses"), "losses", problems)
+    loss_comps = [c for ln, lp in suite_losses for c in _expand("loss", ln, lp, registry, f"losses {ln!r}", problems)]
+
+    settings = {"tasks": tasks, "metrics": metric_names, "cutoffs": sorted(set(cutoffs)), "candidates": candidates,
+                "exclude_seen": bool(raw.get("exclude_seen", True)), "save_rankings": bool(raw.get("save_rankings", True)),
+                "budget_mib": budget, "block_size": ranking.get("block_size")}
+
+    model_cells: list[tuple[Component, Component | None, str | None]] = []
+    for n, (mn, mp) in enumerate(_entries(raw.get("models"), "models", problems)):
+        where = f"models[{n}] {mn!r}"
+        comps = _expand("model", mn, mp, registry, where, problems, reserved=("loss",))
+        if not comps:
+            continue
+        spec = registry.get("model", mn)
+        if not set(spec.tasks) & set(tasks):
+            problems.append(f"{where}: serves {'/'.join(spec.tasks)} only, none of the suite's tasks {tasks}")
+        own = _entries(mp.get("loss"), f"{where}.loss", problems) if "loss" in mp else None
+        losses = ([c for ln, lp in own for c in _expand("loss", ln, lp, registry, f"{where}.loss {ln!r}", problems)]
+                  if own is not None else loss_comps)
+        for comp in comps:
+            if not spec.contracts:
+                model_cells.append((comp, None, None))
+            elif not losses:
+                default = registry.get("loss", spec.default_loss)
+                model_cells.append((comp, Component("loss", default.name, default.schema.defaults()), None))
+            else:
+                for loss in losses:
+                    contract = registry.get("loss", loss.name).contract
+                    reason = None if contract in spec.contracts else (
+                        f"model {mn!r} accepts {'/'.join(spec.contracts)} losses; {loss.name!r} is {contract}")
+                    model_cells.append((comp, loss, reason))
+
+    if problems:
+        raise ConfigError(problems, source=source)
+
+    varying = {kind: _varying(comps) for kind, comps in
+               (("dataset", datasets), ("model", [m for m, _, _ in model_cells]))}
+    cells = []
+    for ds, split, (model, loss, reason), seed in itertools.product(datasets, splits, model_cells, seeds):
+        labels = {"dataset": ds.label(varying["dataset"].get(ds.name, set())),
+                  "model": model.label(varying["model"].get(model.name, set()))}
+        cells.append(Cell(name, ds, split, model, loss, int(seed), settings, reason, labels))
+    cells = _prune(cells, raw.get("include"), raw.get("exclude"), source)
+    tracking = dict(raw.get("tracking") or {})
+    report = {"enabled": True, "dir": "reports", **(raw.get("report") or {})}
+    return Suite(name=name, raw=raw, cells=cells, tracking=tracking, report=report, source=source)
+
+
+def _varying(comps: list[Component]) -> dict[str, set[str]]:
+    """Per plugin name, the parameters that take more than one value in the grid."""
+    out: dict[str, set[str]] = {}
+    by_name: dict[str, list[Component]] = {}
+    for c in comps:
+        by_name.setdefault(c.name, []).append(c)
+    for name, group in by_name.items():
+        keys = {k for c in group for k in c.params}
+        out[name] = {k for k in keys if len({json.dumps(c.params.get(k), sort_keys=True, default=str) for c in group}) > 1}
+    return out
+
+
+def _matches(cell: Cell, pattern: dict) -> bool:
+    flat = cell.flat_params()
+    return all(str(flat.get(k)) == str(v) for k, v in pattern.items())
+
+
+def _prune(cells: list[Cell], include, exclude, source: str) -> list[Cell]:
+    for key, pats in (("include", include), ("exclude", exclude)):
+        for n, p in enumerate(_as_list(pats)):
+            if not isinstance(p, dict):
+                raise ConfigError(f"{key}[{n}]: expected a mapping like {{model: bpr, seed: 0}}, got {p!r}", source)
+            known = {k for c in cells for k in c.flat_params()}
+            bad = [k for k in p if k not in known]
+            if bad and cells:
+                raise ConfigError([f"{key}[{n}]: unknown key {k!r}{did_you_mean(k, sorted(known))}" for k in bad], source)
+    if include:
+        cells = [c for c in cells if any(_matches(c, p) for p in _as_list(include))]
+    if exclude:
+        cells = [c for c in cells if not any(_matches(c, p) for p in _as_list(exclude))]
+    return cells
