@@ -54,12 +54,16 @@ def topk_block(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
             vals[straddle, :k] = sv[:, :k]
             idx[straddle, :k] = si[:, :k]
         vals, idx = vals[:, :k], idx[:, :k]
-    if k > 1 and bool((vals[:, 1:] == vals[:, :-1]).any()):
-        # ties inside the top-k: order them by column index (sort by index, then stably by score)
-        order = torch.argsort(idx, dim=1)
-        vals, idx = vals.gather(1, order), idx.gather(1, order)
-        order = torch.sort(vals, dim=1, descending=True, stable=True).indices
-        vals, idx = vals.gather(1, order), idx.gather(1, order)
+    if k > 1:
+        tied = (vals[:, 1:] == vals[:, :-1]).any(1).nonzero().flatten()
+        if len(tied):
+            # ties inside the top-k: order those rows by column index, then stably by score
+            tv, ti = vals[tied], idx[tied]
+            order = torch.argsort(ti, dim=1)
+            tv, ti = tv.gather(1, order), ti.gather(1, order)
+            order = torch.sort(tv, dim=1, descending=True, stable=True).indices
+            vals, idx = vals.contiguous(), idx.contiguous()
+            vals[tied], idx[tied] = tv.gather(1, order), ti.gather(1, order)
     return vals, idx
 
 
