@@ -6,9 +6,9 @@ target are left out of the averages and counted (`n_without_target`), never drop
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import torch
 
@@ -19,18 +19,31 @@ from .splits import EvalSet
 
 EVAL_CHUNK = 65536
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 @dataclass
 class TaskResult:
-    """Aggregated metrics (`ndcg_10`, `n_queries`, ...), per-query values and the top-K lists."""
+    """Aggregated metrics (`ndcg_10`, `n_queries`, ...), per-query values {metric: values aligned
+    with `queries`} and the top-K lists."""
 
     task: str
     metrics: dict[str, float]
-    per_query: pd.DataFrame
+    per_query: dict[str, np.ndarray]
     queries: np.ndarray
     topk: TopK | None = None
     truth: sp.csr_matrix | None = None
     extra: dict = field(default_factory=dict)
+
+    def per_query_frame(self, label: str | None = None) -> pd.DataFrame:
+        """Long format (task, metric, query, value) for artifacts and significance tests."""
+        import pandas as pd
+
+        frames = [pd.DataFrame({"metric": m, "query": self.queries, "value": v}) for m, v in self.per_query.items()]
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["metric", "query", "value"])
+        df.insert(0, "task", label or self.task)
+        return df
 
 
 class ScoreSource:
@@ -124,9 +137,9 @@ def hit_matrix(index: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
 
 def score_rankings(index: np.ndarray, truth: sp.csr_matrix, cutoffs: list[int], metrics: dict[str, MetricSpec],
                    weight: np.ndarray, n_candidates: int, queries: np.ndarray, task: str
-                   ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Per-query and set-level metrics at each cut-off, from top-K lists and a truth matrix whose
-    rows align with `index`. Computed in chunks of rows; results do not depend on the chunking."""
+                   ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Aggregated and per-query metric values at each cut-off, from top-K lists and a truth matrix
+    whose rows align with `index`. Computed in chunks of rows; results do not depend on the chunking."""
     n_rel_all = np.diff(truth.indptr)
     per_query: dict[str, list[np.ndarray]] = {}
     counts = {k: np.zeros(n_candidates, dtype=np.int64) for k in cutoffs}
@@ -142,17 +155,15 @@ def score_rankings(index: np.ndarray, truth: sp.csr_matrix, cutoffs: list[int], 
                     per_query.setdefault(f"{name}_{k}", []).append(spec.factory()(padded, n_rel, k).numpy())
             counts[k] += np.bincount(index[sl, :k].ravel(), minlength=n_candidates)
     out: dict[str, float] = {}
-    frames = []
+    values: dict[str, np.ndarray] = {}
     for key, parts in per_query.items():
-        vals = np.concatenate(parts) if parts else np.zeros(0)
-        out[key] = float(vals.mean()) if len(vals) else float("nan")
-        frames.append(pd.DataFrame({"task": task, "metric": key, "query": queries, "value": vals}))
+        values[key] = np.concatenate(parts) if parts else np.zeros(0)
+        out[key] = float(values[key].mean()) if len(values[key]) else float("nan")
     for k in cutoffs:
         for name, spec in metrics.items():
             if not spec.per_query:
                 out[f"{name}_{k}"] = spec.factory()(counts[k], weight)
-    pq = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["task", "metric", "query", "value"])
-    return out, pq
+    return out, values
 
 
 def evaluate_full(task: str, source: ScoreSource, evalset: EvalSet, cutoffs: list[int],

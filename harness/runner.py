@@ -102,8 +102,7 @@ def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -
                                        exclude_seen=s["exclude_seen"])
                 prefix = f"{task}_s{cand['negatives']}" + ("p" if cand["weighting"] == "popularity" else "")
             rec.metrics.update({f"{prefix}/{k}": v for k, v in res.metrics.items()})
-            res.per_query["task"] = prefix
-            per_query.append(res.per_query)
+            per_query.append(res.per_query_frame(prefix))
             if s["save_rankings"] and cand["name"] == "full":
                 r, t = _ranking_frames(task, res, split.test, dataset)
                 rankings.append(r)
