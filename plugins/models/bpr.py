@@ -19,7 +19,7 @@ from harness.specs import ModelSpec
 class BPR(Model):
     score_kind = "logit"
 
-    def __init__(self, factors=64, epochs=30, lr=0.01, batch_size=8192, reg=1e-4, neg_power=0.5,
+    def __init__(self, factors=64, epochs=20, lr=0.01, batch_size=4096, reg=0.01, neg_power=0.5,
                  sample_users=True):
         self.d, self.epochs, self.lr, self.batch_size = factors, epochs, lr, batch_size
         self.reg, self.neg_power, self.sample_users = reg, neg_power, sample_users
@@ -86,10 +86,10 @@ def register_models(register):
         description="BPR-MF in torch; negatives sampled on both sides with p ~ (count+1)^0.5 (RIM appendix B)",
         params=(
             Param("factors", "int", 64, "embedding dimension", low=1, high=4096),
-            Param("epochs", "int", 30, "passes over the training pairs", low=1),
+            Param("epochs", "int", 20, "passes over the training pairs", low=1),
             Param("lr", "float", 0.01, "Adam learning rate", low=0.0, high=10.0),
-            Param("batch_size", "int", 8192, "positive pairs per step", low=1),
-            Param("reg", "float", 1e-4, "L2 penalty on the embeddings in a batch", low=0.0),
+            Param("batch_size", "int", 4096, "positive pairs per step", low=1),
+            Param("reg", "float", 0.01, "L2 penalty on the embeddings in a batch", low=0.0),
             Param("neg_power", "float", 0.5, "negatives drawn with p ~ (count+1)^neg_power", low=0.0, high=2.0),
             Param("sample_users", "bool", True, "also contrast against sampled negative users (both sides)"),
         )))
