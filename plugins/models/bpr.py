@@ -19,7 +19,7 @@ from harness.specs import ModelSpec
 class BPR(Model):
     score_kind = "logit"
 
-    def __init__(self, factors=64, epochs=20, lr=0.01, batch_size=4096, reg=0.01, neg_power=0.5,
+    def __init__(self, factors=64, epochs=15, lr=0.015, batch_size=4096, reg=0.01, neg_power=0.5,
                  sample_users=True):
         self.d, self.epochs, self.lr, self.batch_size = factors, epochs, lr, batch_size
         self.reg, self.neg_power, self.sample_users = reg, neg_power, sample_users
@@ -46,22 +46,22 @@ class BPR(Model):
             total = 0.0
             for start in range(0, n, self.batch_size):
                 sel = perm[start:start + self.batch_size]
-                u, i, j = users[sel], items[sel], neg_i[start:start + self.batch_size]
-                pu, qi, qj = P.index_select(0, u), Q.index_select(0, i), Q.index_select(0, j)  # index_add_ backward: fast
-                bi, bj, cu = b.index_select(0, i), b.index_select(0, j), c.index_select(0, u)
-                pos = (pu * qi).sum(1) + bi + cu
-                out = loss(pos, (pu * qj).sum(1) + bj + cu)
-                reg = pu.square().sum() + qi.square().sum() + qj.square().sum()
+                m = len(sel)
+                u, i = users[sel], items[sel]
+                # one gather per table (index_select's backward is a fast index_add_)
+                uu = torch.cat([u, neg_u[start:start + m]]) if neg_u is not None else u
+                ii = torch.cat([i, neg_i[start:start + m]])
+                pu, qi = P.index_select(0, uu), Q.index_select(0, ii)
+                cu, bi = c.index_select(0, uu), b.index_select(0, ii)
+                pos = (pu[:m] * qi[:m]).sum(1) + bi[:m] + cu[:m]
+                out = loss(pos, (pu[:m] * qi[m:]).sum(1) + bi[m:] + cu[:m])
                 if neg_u is not None:
-                    v = neg_u[start:start + self.batch_size]
-                    pv = P.index_select(0, v)
-                    out = 0.5 * (out + loss(pos, (pv * qi).sum(1) + bi + c.index_select(0, v)))
-                    reg = reg + pv.square().sum()
-                obj = out + self.reg * reg / len(sel)
+                    out = 0.5 * (out + loss(pos, (pu[m:] * qi[:m]).sum(1) + bi[:m] + cu[m:]))
+                obj = out + self.reg * (pu.square().sum() + qi.square().sum()) / m
                 opt.zero_grad(set_to_none=True)
                 obj.backward()
                 opt.step()
-                total += float(out.detach()) * len(sel)
+                total += float(out.detach()) * m
             ctx.log_metric("train/loss", total / n, epoch)
             ctx.progress(epoch + 1, self.epochs)
         seen_u = torch.as_tensor(train.user_counts > 0)
@@ -86,8 +86,8 @@ def register_models(register):
         description="BPR-MF in torch; negatives sampled on both sides with p ~ (count+1)^0.5 (RIM appendix B)",
         params=(
             Param("factors", "int", 64, "embedding dimension", low=1, high=4096),
-            Param("epochs", "int", 20, "passes over the training pairs", low=1),
-            Param("lr", "float", 0.01, "Adam learning rate", low=0.0, high=10.0),
+            Param("epochs", "int", 15, "passes over the training pairs", low=1),
+            Param("lr", "float", 0.015, "Adam learning rate", low=0.0, high=10.0),
             Param("batch_size", "int", 4096, "positive pairs per step", low=1),
             Param("reg", "float", 0.01, "L2 penalty on the embeddings in a batch", low=0.0),
             Param("neg_power", "float", 0.5, "negatives drawn with p ~ (count+1)^neg_power", low=0.0, high=2.0),
