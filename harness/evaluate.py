@@ -195,3 +195,28 @@ def evaluate_full(task: str, source: ScoreSource, evalset: EvalSet, cutoffs: lis
     values["n_queries"] = float(len(queries))
     values["n_without_target"] = float(len(n_rel) - len(queries))
     return TaskResult(task=task, metrics=values, per_query=per_query, queries=queries, topk=topk, truth=truth)
+
+
+def evaluate_sampled(task: str, source: ScoreSource, evalset: EvalSet, cutoffs: list[int],
+                     metrics: dict[str, MetricSpec], item_popularity: np.ndarray, negatives: int, weighting: str,
+                     seed: int, key: str, cache_dir=None) -> TaskResult:
+    """Sampled candidates (UniMatch's protocol): each query ranks its positive among `negatives`
+    sampled negatives, drawn once per key and stored, so every model meets the same candidates."""
+    from .candidates import sampled_candidates
+
+    cands = sampled_candidates(evalset, task, negatives, weighting, item_popularity, seed, cache_dir, key)
+    owner, c = cands.owner, cands.candidates
+    if task == "itemrec":
+        scores = source.pair_scores(np.broadcast_to(owner[:, None], c.shape), c)
+        n_cand, weight = evalset.targets.shape[1], item_popularity.astype(np.float64)
+    else:
+        scores = source.pair_scores(c, np.broadcast_to(owner[:, None], c.shape))
+        n_cand, weight = evalset.n_states, evalset.states.lengths.astype(np.float64)
+    # rank candidates by score, ties to the lower candidate id (as the full-ranking engine does)
+    order = np.lexsort((c, -scores), axis=1)[:, :max(cutoffs)]
+    index = np.take_along_axis(c, order, 1)
+    n = len(c)
+    truth = sp.csr_matrix((np.ones(n, np.float32), c[:, 0], np.arange(n + 1)), shape=(n, n_cand))
+    values, per_query = score_rankings(index, truth, cutoffs, metrics, weight, n_cand, np.arange(n), task)
+    values["n_queries"] = float(n)
+    return TaskResult(task=task, metrics=values, per_query=per_query, queries=np.arange(n))

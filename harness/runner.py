@@ -98,8 +98,7 @@ def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -
                 key = "-".join([dataset.fingerprint, cell.split.name, param_hash(cell.split.params), str(cell.seed),
                                 task, str(cand["negatives"]), cand["weighting"]])
                 res = evaluate_sampled(task, source, split.test, s["cutoffs"], metrics, popularity,
-                                       cand["negatives"], cand["weighting"], cell.seed, key,
-                                       exclude_seen=s["exclude_seen"])
+                                       cand["negatives"], cand["weighting"], cell.seed, key)
                 prefix = f"{task}_s{cand['negatives']}" + ("p" if cand["weighting"] == "popularity" else "")
             rec.metrics.update({f"{prefix}/{k}": v for k, v in res.metrics.items()})
             per_query.append(res.per_query_frame(prefix))
