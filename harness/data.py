@@ -141,8 +141,8 @@ class Dataset:
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.interactions.to_frame().to_parquet(path / "interactions.parquet")
-        pd.DataFrame({"raw": pd.Series(self.user_ids).astype(str)}).to_parquet(path / "users.parquet")
-        pd.DataFrame({"raw": pd.Series(self.item_ids).astype(str)}).to_parquet(path / "items.parquet")
+        pd.DataFrame({"raw": _raw_ids(self.user_ids)}).to_parquet(path / "users.parquet")
+        pd.DataFrame({"raw": _raw_ids(self.item_ids)}).to_parquet(path / "items.parquet")
         if self.user_features is not None:
             self.user_features.to_parquet(path / "user_features.parquet")
         if self.item_features is not None:
@@ -163,6 +163,14 @@ class Dataset:
                    meta=meta, user_features=opt("user_features.parquet"), item_features=opt("item_features.parquet"))
 
 
+def _raw_ids(ids: np.ndarray) -> pd.Series:
+    """Raw ids as a parquet-storable column: integer ids stay integers (so they load back equal), others str."""
+    s = pd.Series(np.asarray(ids, dtype=object) if len(ids) else np.asarray([], dtype=object))
+    if len(s) and pd.api.types.infer_dtype(s, skipna=False) == "integer":
+        return s.astype(np.int64)
+    return s.astype(str)
+
+
 def encode_ids(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Dense codes for raw ids, in sorted raw-id order: (codes, raw ids by code)."""
     codes, uniques = pd.factorize(raw, sort=True)
@@ -170,24 +178,34 @@ def encode_ids(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def from_events(name: str, df: pd.DataFrame, time_unit: str, meta: dict[str, Any] | None = None,
-                where: str = "events") -> Dataset:
+                where: str = "events", lines: np.ndarray | None = None) -> Dataset:
     """Build a Dataset from a frame with raw `user`, `item`, `time` (+ optional value/event/features).
 
-    Checks the ids and times the split code relies on, naming the first bad row.
+    Checks the ids and times the split code relies on, naming the first bad row: `lines[r]` is the
+    row's line number in the source file when given (messages then say "line N"), else "row r+1".
     """
+    def at(row: int) -> str:
+        return f"line {int(lines[row])}" if lines is not None else f"row {row + 1}"
+
     for col in ("user", "item", "time"):
         if col not in df.columns:
             raise DataError(f"{where}: missing column {col!r}; map it with columns: {{{col}: <your column>}}")
         bad = df[col].isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{where}: row {row + 1}: {col} is empty/NaN; drop or fill such rows before loading")
+            raise DataError(f"{where}: {at(row)}: {col} is empty/NaN ({int(bad.sum())} such rows); "
+                            "drop or fill such rows before loading")
     for col in ("user", "item"):
         if pd.api.types.is_numeric_dtype(df[col]) and (df[col] < 0).any():
             row = int(np.flatnonzero((df[col] < 0).to_numpy())[0])
-            raise DataError(f"{where}: row {row + 1}: negative {col} id {df[col].iloc[row]!r}; ids must be >= 0")
-    if not pd.api.types.is_numeric_dtype(df["time"]):
-        raise DataError(f"{where}: column 'time' is not numeric; parse it or give a time format")
+            raise DataError(f"{where}: {at(row)}: negative {col} id {df[col].iloc[row]}; ids must be >= 0 "
+                            "(fix or drop such rows)")
+    if not pd.api.types.is_numeric_dtype(df["time"]) or pd.api.types.is_bool_dtype(df["time"]):
+        num = pd.to_numeric(df["time"], errors="coerce")
+        bad = num.isna().to_numpy()
+        row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+        raise DataError(f"{where}: {at(row)}: time {str(df['time'].iloc[row])!r} is not numeric; convert times to "
+                        "numbers or give a time_format (e.g. '%Y-%m-%d %H:%M:%S')")
     user, user_ids = encode_ids(df["user"])
     item, item_ids = encode_ids(df["item"])
     extra = [c for c in df.columns if c not in ("user", "item", "time", "value", "event")]

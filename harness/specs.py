@@ -31,7 +31,13 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec(PluginSpec):
+    """`cache`: False for datasets that must not be cached on disk (e.g. they carry a `truth` object).
+    `sources`: fn(resolved params) -> the files it reads; the disk cache keys on their size and mtime
+    (default: the `path` parameter, if any)."""
+
     kind: ClassVar[str] = "dataset"
+    cache: bool = True
+    sources: Callable[[dict[str, Any]], list[Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,345 @@
-"""(being written)"""
+"""The built-in `mlflow` tracker: one parent run per suite invocation, one child run per grid cell.
+
+Writes through an explicit `MlflowClient(tracking_uri=...)` (no global MLflow state is touched),
+so several trackers on different stores can live in one process. The default store is a local
+SQLite file; its artifacts go to `mlartifacts/` beside the database file, whatever the working
+directory. Every store call is retried with backoff when SQLite reports "database is locked",
+so parallel writers lose nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import pandas as pd
+import yaml
+
+from harness import hookimpl
+from harness.schema import Param
+from harness.specs import TrackerSpec
+from harness.tracking import CellRecord, Tracker
+
+T = TypeVar("T")
+
+MAX_PARAM_VAL_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
+MAX_TAG_VAL_LENGTH = 8000  # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
+MAX_KEY_LENGTH = 250  # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
+PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
+METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
+PAGE = 1000
+_RETRYABLE = ("database is locked", "database table is locked", "database is busy", "unable to open database",
+              "disk i/o error", "deadlock", "connection reset", "temporarily unavailable")
+
+
+def _retryable(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(s in text for s in _RETRYABLE) or type(exc).__name__ in ("OperationalError", "ConnectionError")
+
+
+def retry(fn: Callable[[], T], tries: int = 10, base: float = 0.05, cap: float = 2.0) -> T:
+    """Call `fn`, retrying with jittered exponential backoff while the store is locked or busy."""
+    for attempt in range(tries):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a transient store error
+            if attempt == tries - 1 or not _retryable(exc):
+                raise
+            time.sleep(min(cap, base * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """sqlite:///relative.db -> sqlite:////abs/relative.db, so the store does not move with the cwd."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = uri[len("sqlite:///"):]
+        if path and path != ":memory:" and not path.startswith("file:"):
+            return "sqlite:///" + str(Path(path).resolve())
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):].split("?", 1)[0]
+        if path and path != ":memory:":
+            return Path(path)
+    return None
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "suite"
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, (dict, list, tuple)):
+        text = json.dumps(value, sort_keys=True, default=str)
+    else:
+        text = str(value)
+    return text[:MAX_PARAM_VAL_LENGTH]
+
+
+def _chunks(seq: list, n: int):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+class MlflowTracker(Tracker):
+    """Tracker on an MLflow store. `experiment`: the experiment name (default: the suite's name)."""
+
+    def __init__(self, uri: str = "sqlite:///mlruns.db", experiment: str | None = None):
+        from mlflow import MlflowClient
+
+        self.uri = _absolute_sqlite(uri)
+        self.experiment = experiment
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.parent_id: str | None = None
+        self.suite: str | None = None
+        self._experiment_ids: dict[str, str] = {}
+        self._tmp: Path | None = None
+
+    # ----------------------------------------------------------------- experiment
+    def _experiment_name(self, suite: str) -> str:
+        return self.experiment or suite
+
+    def _artifact_location(self, name: str) -> str | None:
+        db = _sqlite_path(self.uri)
+        if db is None:
+            return None  # a server or other store chooses its own artifact root
+        return (db.resolve().parent / "mlartifacts" / _safe_name(name)).as_uri()
+
+    def _find_experiment(self, suite: str) -> str | None:
+        name = self._experiment_name(suite)
+        if name in self._experiment_ids:
+            return self._experiment_ids[name]
+        exp = retry(lambda: self.client.get_experiment_by_name(name))
+        if exp is None:
+            return None
+        if exp.lifecycle_stage == "deleted":
+            return None
+        self._experiment_ids[name] = exp.experiment_id
+        return exp.experiment_id
+
+    def _ensure_experiment(self, suite: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        name = self._experiment_name(suite)
+        found = self._find_experiment(suite)
+        if found is not None:
+            return found
+        exp = retry(lambda: self.client.get_experiment_by_name(name))
+        if exp is not None and exp.lifecycle_stage == "deleted":
+            retry(lambda: self.client.restore_experiment(exp.experiment_id))
+            self._experiment_ids[name] = exp.experiment_id
+            return exp.experiment_id
+        try:
+            exp_id = retry(lambda: self.client.create_experiment(
+                name, artifact_location=self._artifact_location(name), tags={"matchbench.suite": suite}))
+        except MlflowException as exc:  # another worker created it meanwhile
+            if "already exists" not in str(exc).lower() and "unique" not in str(exc).lower():
+                raise
+            exp = retry(lambda: self.client.get_experiment_by_name(name))
+            if exp is None:
+                raise
+            exp_id = exp.experiment_id
+        self._experiment_ids[name] = exp_id
+        return exp_id
+
+    def _tmpdir(self) -> Path:
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="matchbench-mlflow-"))
+        return self._tmp
+
+    # ----------------------------------------------------------------- writing
+    def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
+        for chunk in _chunks(list(params), PARAMS_PER_BATCH):
+            retry(lambda c=chunk: self.client.log_batch(run_id, params=c))
+        for chunk in _chunks(list(tags), PARAMS_PER_BATCH):
+            retry(lambda c=chunk: self.client.log_batch(run_id, tags=c))
+        for chunk in _chunks(list(metrics), METRICS_PER_BATCH):
+            retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c))
+
+    def suite_started(self, suite: str, config: dict[str, Any], n_cells: int) -> None:
+        from mlflow.entities import Param as MParam
+
+        self.suite = suite
+        exp_id = self._ensure_experiment(suite)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        tags = {"matchbench.suite": suite, "matchbench.kind": "parent"}
+        run = retry(lambda: self.client.create_run(exp_id, tags=tags, run_name=f"{suite} {stamp}"))
+        self.parent_id = run.info.run_id
+        self._log_batch(self.parent_id, params=[MParam("n_cells", str(int(n_cells)))])
+        path = self._tmpdir() / "parent" / "suite.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plain = json.loads(json.dumps(config or {}, default=str))
+        path.write_text(yaml.safe_dump(plain, sort_keys=False))
+        retry(lambda: self.client.log_artifact(self.parent_id, str(path)))
+
+    def cell_finished(self, record: CellRecord) -> None:
+        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Param as MParam
+
+        exp_id = self._ensure_experiment(record.suite)
+        now = time.time()
+        start = record.start_time or record.end_time or now
+        end = record.end_time or start
+        tags: dict[str, str] = {
+            "matchbench.suite": record.suite,
+            "matchbench.kind": "cell",
+            "matchbench.config_hash": record.config_hash,
+            "matchbench.status": record.status,
+        }
+        if self.parent_id:
+            tags["mlflow.parentRunId"] = self.parent_id
+        if record.reason:
+            tags["matchbench.reason"] = str(record.reason)
+        if record.error:
+            tags["matchbench.error"] = record.error[:500]
+        tags.update({str(k): str(v) for k, v in record.tags.items()})
+        run = retry(lambda: self.client.create_run(exp_id, start_time=_ms(start), tags={
+            k[:MAX_KEY_LENGTH]: v[:MAX_TAG_VAL_LENGTH] for k, v in tags.items()}, run_name=record.run_name))
+        run_id = run.info.run_id
+        try:
+            ts = _ms(end)
+            params = [MParam(str(k)[:MAX_KEY_LENGTH], _param_value(v)) for k, v in record.params.items()]
+            metrics = [Metric(str(k)[:MAX_KEY_LENGTH], float(v), ts, 0) for k, v in record.metrics.items()]
+            metrics.append(Metric("wall_time_s", float(max(0.0, end - start)), ts, 0))
+            for name, points in record.curves.items():
+                metrics.extend(Metric(str(name)[:MAX_KEY_LENGTH], float(v), ts, int(step)) for step, v in points)
+            self._log_batch(run_id, metrics=metrics, params=params)
+            self._log_artifacts(run_id, record)
+        except Exception as exc:  # record what went wrong with the recording itself, then close the run
+            retry(lambda: self.client.log_batch(run_id, tags=[RunTag("matchbench.tracking_error", str(exc)[:500])]))
+            retry(lambda: self.client.set_terminated(run_id, "FAILED", end_time=_ms(end)))
+            raise
+        status = "FAILED" if record.status == "FAILED" else "FINISHED"
+        retry(lambda: self.client.set_terminated(run_id, status, end_time=_ms(end)))
+
+    def _log_artifacts(self, run_id: str, record: CellRecord) -> None:
+        staged: Path | None = None
+        for art_path, local in record.artifacts.items():
+            local = Path(local)
+            art = Path(str(art_path).strip("/"))
+            if art.name == local.name:
+                parent = None if str(art.parent) in ("", ".") else art.parent.as_posix()
+                retry(lambda lp=local, ap=parent: self.client.log_artifact(run_id, str(lp), artifact_path=ap))
+                continue
+            if staged is None:
+                staged = self._tmpdir() / run_id
+            dst = staged / art
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, dst)
+        if record.status == "FAILED" and record.error:
+            if staged is None:
+                staged = self._tmpdir() / run_id
+            staged.mkdir(parents=True, exist_ok=True)
+            (staged / "error.txt").write_text(record.error)
+        if staged is not None:
+            retry(lambda: self.client.log_artifacts(run_id, str(staged)))
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def suite_finished(self, status: str = "FINISHED") -> None:
+        if self.parent_id is None:
+            return
+        status = status if status in ("FINISHED", "FAILED", "KILLED") else "FINISHED"
+        parent = self.parent_id
+        retry(lambda: self.client.set_terminated(parent, status))
+        self.parent_id = None
+
+    # ----------------------------------------------------------------- reading
+    def _search(self, suite: str, filter_string: str) -> list:
+        exp_id = self._find_experiment(suite)
+        if exp_id is None:
+            return []
+        if self.experiment:  # an experiment shared by several suites: keep this suite's runs
+            quote = '"' if "'" in suite else "'"
+            filter_string += f" and tags.`matchbench.suite` = {quote}{suite}{quote}"
+        out, token = [], None
+        while True:
+            page = retry(lambda t=token: self.client.search_runs(
+                [exp_id], filter_string=filter_string, max_results=PAGE, page_token=t))
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def finished_hashes(self, suite: str) -> set[str]:
+        runs = self._search(suite, "tags.`matchbench.kind` = 'cell' and tags.`matchbench.status` = 'FINISHED' "
+                                   "and attributes.status = 'FINISHED'")
+        return {r.data.tags["matchbench.config_hash"] for r in runs if "matchbench.config_hash" in r.data.tags}
+
+    BASE_COLUMNS = ("run_id", "run_name", "status", "run_status", "config_hash", "wall_time", "reason", "error",
+                    "start_time", "end_time")
+
+    def runs(self, suite: str) -> pd.DataFrame:
+        rows = []
+        for r in self._search(suite, "tags.`matchbench.kind` = 'cell'"):
+            tags, info = r.data.tags, r.info
+            end = info.end_time
+            wall = r.data.metrics.get("wall_time_s")
+            if wall is None and end is not None:
+                wall = (end - info.start_time) / 1000
+            row = {"run_id": info.run_id, "run_name": info.run_name,
+                   "status": tags.get("matchbench.status", info.status), "run_status": info.status,
+                   "config_hash": tags.get("matchbench.config_hash"), "wall_time": wall,
+                   "reason": tags.get("matchbench.reason"), "error": tags.get("matchbench.error"),
+                   "start_time": info.start_time, "end_time": end}
+            row.update({f"params.{k}": v for k, v in r.data.params.items()})
+            row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+            row.update({f"tags.{k}": v for k, v in tags.items()})
+            rows.append(row)
+        if not rows:
+            return pd.DataFrame(columns=list(self.BASE_COLUMNS))
+        df = pd.DataFrame(rows)
+        df = df.sort_values(["start_time", "end_time"], ascending=False, kind="stable", na_position="last")
+        df = df.drop_duplicates("config_hash", keep="first").sort_values("start_time", kind="stable")
+        for col in ("start_time", "end_time"):
+            df[col] = pd.to_datetime(df[col], unit="ms", utc=True)
+        base = [c for c in self.BASE_COLUMNS if c in df.columns]
+        rest = sorted(c for c in df.columns if c not in base)
+        return df[base + rest].reset_index(drop=True)
+
+    def curve(self, run_id: str, metric: str) -> list[tuple[int, float]]:
+        hist = retry(lambda: self.client.get_metric_history(run_id, metric))
+        return sorted((int(m.step), float(m.value)) for m in hist)
+
+    def artifact(self, run_id: str, path: str) -> Path | None:
+        dst = self._tmpdir() / "downloads" / run_id
+        dst.mkdir(parents=True, exist_ok=True)
+        # no tqdm bar per download (a report fetches one artifact per cell); an explicit user setting wins
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        try:
+            local = retry(lambda: self.client.download_artifacts(run_id, path, dst_path=str(dst)))
+        except Exception:  # noqa: BLE001 - missing artifact (or run) -> None
+            return None
+        p = Path(local)
+        return p if p.exists() else None
+
+    def __del__(self):  # best effort: remove staged and downloaded copies
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None and os.environ.get("MATCHBENCH_KEEP_TMP") is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@hookimpl
+def register_trackers(register):
+    register(TrackerSpec(
+        name="mlflow",
+        factory=MlflowTracker,
+        description="MLflow: one parent run per suite invocation, one child run per cell (params, metrics, "
+                    "curves, artifacts); default store a local SQLite file",
+        params=(
+            Param("uri", "str", "sqlite:///mlruns.db",
+                  "tracking URI: sqlite:///file.db (artifacts in mlartifacts/ beside it) or an MLflow server URL"),
+            Param("experiment", "str", None, "experiment name (default: the suite's name)", nullable=True),
+        ),
+    ))

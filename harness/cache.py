@@ -1,0 +1,110 @@
+"""The dataset disk cache: a dataset plugin's output saved under a key of its resolved parameters.
+
+    <cache_root()>/datasets/<name>-<param hash>[-<source hash>]/   (parquet + meta.json, see Dataset.save)
+
+The key hashes the resolved parameters (defaults filled in) and, for file-backed datasets, the
+size and mtime of every source file, so editing a file invalidates its entry. Entries are written
+to a temporary directory and moved into place with `os.replace`, so parallel workers that race
+on one key never see a half-written entry (the loser just drops its copy). Datasets whose spec
+says `cache=False`, or that carry a `truth` object (which parquet cannot hold), are never cached.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .data import Dataset
+from .errors import ConfigError
+
+CACHE_ENV = "MATCHBENCH_CACHE"
+
+
+def cache_root() -> Path:
+    """`$MATCHBENCH_CACHE`, else `./.matchbench_cache` in the working directory."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.cwd() / ".matchbench_cache"
+
+
+def param_hash(obj: Any) -> str:
+    """First 16 hex digits of the sha256 of `obj` as canonical JSON (sorted keys, compact)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _files(p: Path) -> list[Path]:
+    if p.is_dir():
+        return sorted(f for f in p.iterdir() if f.is_file())
+    return [p]
+
+
+def source_stamp(spec: Any, params: dict[str, Any]) -> list[list[Any]]:
+    """[path, size, mtime_ns] of each file the dataset reads (a folder stands for the files in it);
+    a missing file stamps as size -1 so the plugin itself reports it."""
+    if getattr(spec, "sources", None) is not None:
+        paths = list(spec.sources(params) or [])
+    elif params.get("path"):
+        paths = [params["path"]]
+    else:
+        return []
+    stamp = []
+    for p in paths:
+        for f in _files(Path(p).expanduser()):
+            try:
+                st = f.stat()
+                stamp.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+            except OSError:
+                stamp.append([str(f), -1, -1])
+    return stamp
+
+
+def dataset_key(name: str, spec: Any, params: dict[str, Any]) -> str:
+    """The cache key of a dataset: its name, a hash of its resolved params and of its source files' stamps."""
+    key = f"{name}-{param_hash(params)}"
+    stamp = source_stamp(spec, params)
+    if stamp:
+        key += "-" + param_hash(stamp)
+    return key
+
+
+def load_dataset(registry: Any, name: str, params: dict[str, Any] | None = None, cache: bool = True) -> Dataset:
+    """Validate `params` against dataset `name`'s schema, then load it from the disk cache or build and
+    cache it. Raises ConfigError listing every parameter problem."""
+    spec = registry.get("dataset", name)
+    resolved, problems = spec.schema.validate(params or {}, f"dataset {name!r}")
+    if problems:
+        raise ConfigError(problems)
+    if not cache or not getattr(spec, "cache", True):
+        return spec.factory(**resolved)
+
+    key = dataset_key(name, spec, resolved)
+    parent = cache_root() / "datasets"
+    entry = parent / key
+    if (entry / "meta.json").exists():
+        try:
+            return Dataset.load(entry)
+        except Exception:  # a corrupt or old-format entry: rebuild it
+            shutil.rmtree(entry, ignore_errors=True)
+
+    dataset = spec.factory(**resolved)
+    if dataset.truth is not None:  # parquet cannot hold the truth object: never cache such a dataset
+        return dataset
+    dataset.meta.setdefault("checksum", f"fingerprint:{dataset.fingerprint}")
+    dataset.meta.update(fingerprint=dataset.fingerprint, cache_key=key, params=resolved)
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{key}.tmp-"))
+    try:
+        dataset.save(tmp)
+        try:
+            os.replace(tmp, entry)
+        except OSError:  # another worker put the entry in place first: keep theirs
+            if not (entry / "meta.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    # Return what a cache hit returns, so a first run and a resumed one see the same dataset.
+    return Dataset.load(entry)

@@ -1,0 +1,170 @@
+"""The report writer and results tables, on a hand-made in-memory tracker (no MLflow) and once end to end
+through the MLflow tracker."""
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import report
+from harness.report import holm, results_csv, results_json, results_markdown, results_table, write_report
+from harness.tracking import CellRecord, Tracker
+
+NDCG10 = {"bpr(factors=64)": [0.30, 0.31, 0.32],  # best
+          "bpr(factors=8)": [0.295, 0.325, 0.305],  # noise around the best -> second, no marker
+          "item_pop": [0.10, 0.12, 0.11]}  # far below, consistently -> marker
+NDCG5 = {"bpr(factors=64)": [0.20, 0.21, 0.22], "bpr(factors=8)": [0.19, 0.20, 0.21], "item_pop": [0.05, 0.06, 0.07]}
+N_QUERIES = 60
+
+
+class FakeTracker(Tracker):
+    """Holds a runs frame, curves and per-query artifacts in memory."""
+
+    def __init__(self, frame, curves, artifacts):
+        self.frame, self.curves, self.artifacts = frame, curves, artifacts
+
+    def runs(self, suite):
+        return self.frame.copy() if suite == "fake" else pd.DataFrame(columns=["run_id", "status"])
+
+    def curve(self, run_id, metric):
+        return self.curves.get((run_id, metric), [])
+
+    def artifact(self, run_id, path):
+        return self.artifacts.get((run_id, path))
+
+
+@pytest.fixture
+def fake(tmp_path):
+    rows, curves, artifacts = [], {}, {}
+    base = np.random.default_rng(0).uniform(0.2, 0.8, size=N_QUERIES)
+    for method in NDCG10:
+        model, factors = ("bpr", method[len("bpr(factors="):-1]) if method.startswith("bpr") else ("item_pop", None)
+        for seed in range(3):
+            rid = f"{model}-{factors}-{seed}"
+            row = {"run_id": rid, "run_name": f"{method} · synthetic · temporal · seed {seed}", "status": "FINISHED",
+                   "config_hash": rid, "wall_time": 1.5 + seed, "reason": None, "error": None,
+                   "params.model": model, "params.dataset": "synthetic", "params.split": "temporal",
+                   "params.loss": "bpr" if model == "bpr" else "none", "params.seed": str(seed),
+                   "params.dataset.n_users": "100", "params.split.info.n_train": str(900 + seed),
+                   "metrics.itemrec/ndcg_10": NDCG10[method][seed], "metrics.itemrec/ndcg_5": NDCG5[method][seed],
+                   "metrics.itemrec/n_queries": 60.0, "metrics.itemrec/popularity_10": 3.0 + seed,
+                   "metrics.truth/pmi_corr": 0.5 + 0.1 * seed, "metrics.wall_time_s": 1.5 + seed,
+                   "metrics.time/fit_s": 1.0}
+            if factors:
+                row["params.model.factors"] = factors
+                row["params.model.epochs"] = "5"  # does not vary: not in the label
+                row["metrics.train/loss"] = 0.4
+                curves[(rid, "train/loss")] = [(0, 1.0), (1, 0.6), (2, 0.4)]
+            # per-query values: item_pop far below the best on every user; bpr(8) symmetric noise around it
+            if method == "item_pop":
+                values = base - 0.2
+            elif method == "bpr(factors=8)":
+                values = base + np.where(np.arange(N_QUERIES) % 2 == 0, 0.03, -0.03)
+            else:
+                values = base
+            pq = pd.DataFrame({"task": "itemrec", "metric": "ndcg_10", "query": np.arange(N_QUERIES), "value": values})
+            path = tmp_path / f"{rid}.parquet"
+            pq.to_parquet(path)
+            artifacts[(rid, "per_query.parquet")] = path
+            rows.append(row)
+    rows.append({"run_id": "skip", "run_name": "bpr · synthetic · seed 0 (bce)", "status": "SKIPPED",
+                 "config_hash": "skip", "wall_time": 0.0, "reason": "loss 'bce' is pointwise; bpr accepts pairwise",
+                 "error": None, "params.model": "bpr", "params.dataset": "synthetic", "params.seed": "0",
+                 "params.loss": "bce"})
+    rows.append({"run_id": "fail", "run_name": "broken · synthetic · seed 0", "status": "FAILED",
+                 "config_hash": "fail", "wall_time": 0.2, "reason": None,
+                 "error": "Traceback (most recent call last):\n  File x\nRuntimeError: this model always fails",
+                 "params.model": "broken", "params.dataset": "synthetic", "params.seed": "0", "params.loss": "none",
+                 "metrics.itemrec/ndcg_10": 0.99})  # FAILED cells never enter the tables
+    return FakeTracker(pd.DataFrame(rows), curves, artifacts)
+
+
+def test_holm_by_hand():
+    # sorted: 0.01*3 = 0.03; 0.03*2 = 0.06; 0.04*1 = 0.04 -> max(0.06, 0.04) = 0.06 (monotone)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # min(1, 2*0.5) = 1, then monotone
+    out = holm([0.02, float("nan"), 0.01])  # NaN does not count towards m
+    assert out[0] == pytest.approx(0.02) and np.isnan(out[1]) and out[2] == pytest.approx(0.02)
+
+
+def test_results_table_aggregates_over_seeds(fake):
+    t = results_table(fake, "fake")
+    assert list(t.columns) == ["task", "method", "dataset", "metric", "mean", "std", "n_seeds"]
+    assert set(t.task) == {"itemrec", "truth"}  # train/, time/ and wall_time_s are left out
+    assert set(t.method) == {"bpr(factors=64) · bpr", "bpr(factors=8) · bpr", "item_pop"}
+    assert set(t.dataset) == {"synthetic"}  # n_users does not vary, split.info.* never counts
+    row = t[(t.method == "item_pop") & (t.metric == "ndcg_10")].iloc[0]
+    assert row["mean"] == pytest.approx(0.11) and row["std"] == pytest.approx(0.01) and row["n_seeds"] == 3
+    assert 0.99 not in set(t["mean"])  # the FAILED cell is not in it
+    assert results_table(fake, "nothing-here").empty
+
+
+def test_table_bold_underline_and_markers(fake):
+    md = results_markdown(fake, "fake")
+    itemrec = md.split("## Truth")[0]
+    lines = {ln.split(" | ")[0].lstrip("| "): ln for ln in itemrec.splitlines() if ln.startswith("| ")}
+    header = lines["method"].split(" | ")
+    i10 = next(i for i, h in enumerate(header) if h.startswith("ndcg_10"))
+    cells = {m: lines[m].split(" | ")[i10] for m in ("bpr(factors=64) · bpr", "bpr(factors=8) · bpr", "item_pop")}
+    assert cells["bpr(factors=64) · bpr"] == "**0.3100 ± 0.0100**"
+    assert cells["bpr(factors=8) · bpr"] == "<u>0.3083 ± 0.0153</u>"  # noise: no marker
+    # large and consistent: paired t-test over seeds and Wilcoxon over users; Wilcoxon over 3 seeds cannot be
+    assert cells["item_pop"] == "0.1100 ± 0.0100†§"
+    assert "n_queries" not in lines["method"]  # counts are not results
+    assert "popularity_10" in lines["method"]  # descriptive metric shown ...
+    ipop = header.index(next(h for h in header if h.startswith("popularity_10")))
+    assert "**" not in "".join(lines[m].split(" | ")[ipop] for m in cells)  # ... but never bolded
+    assert "## Truth" in md and "Holm" in md and "†" in md
+    truth = md.split("## Truth")[1]
+    assert "**" not in truth.split("Mean ±")[0]  # every method ties: nothing is best
+
+    sig = report.significance(fake, "fake")
+    s = sig[(sig.metric == "ndcg_10")].set_index("method")
+    assert s.loc["item_pop", "p_t_holm"] < 0.05 and s.loc["item_pop", "p_users_holm"] < 0.05
+    assert s.loc["bpr(factors=8) · bpr", "p_t_holm"] > 0.05 and s.loc["bpr(factors=8) · bpr", "p_users_holm"] > 0.05
+    assert s.loc["item_pop", "p_wilcoxon"] == pytest.approx(0.25)
+
+
+def test_write_report_cells_and_plots(fake, tmp_path):
+    path = write_report(fake, "fake", tmp_path / "reports")
+    assert path == tmp_path / "reports" / "fake.md"
+    md = path.read_text()
+    assert "## Task: itemrec" in md and "## Cells" in md
+    assert "### Skipped cells" in md and "loss 'bce' is pointwise; bpr accepts pairwise" in md
+    assert "### Failed cells" in md and "RuntimeError: this model always fails" in md
+    assert "3.50" in md  # per-cell wall time
+    pngs = sorted(p.name for p in (tmp_path / "reports" / "fake").glob("*.png"))
+    assert "curve_train_loss_synthetic.png" in pngs and "vs_k_itemrec_ndcg.png" in pngs
+    for name in pngs:
+        assert f"(fake/{name})" in md
+
+
+def test_csv_and_json(fake):
+    csv = results_csv(fake, "fake")
+    assert csv.splitlines()[0] == "task,method,dataset,metric,mean,std,n_seeds"
+    recs = json.loads(results_json(fake, "fake"))
+    assert {"task", "method", "dataset", "metric", "mean", "std", "n_seeds"} == set(recs[0])
+
+
+def test_end_to_end_through_mlflow(tmp_path):
+    pytest.importorskip("mlflow")
+    from plugins.trackers.mlflow_tracker import MlflowTracker
+
+    tr = MlflowTracker(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    tr.suite_started("e2e", {"name": "e2e"}, 4)
+    now = time.time()
+    for model, shift in (("item_pop", 0.0), ("bpr", 0.2)):
+        for seed in (0, 1):
+            tr.cell_finished(CellRecord(
+                suite="e2e", config_hash=f"{model}{seed}", run_name=f"{model} seed {seed}", status="FINISHED",
+                params={"model": model, "dataset": "synthetic", "seed": seed, "loss": "none"},
+                metrics={"itemrec/ndcg_10": 0.1 + shift + 0.01 * seed, "itemrec/ndcg_5": 0.05 + shift},
+                curves={"train/loss": [(0, 1.0), (1, 0.5)]} if model == "bpr" else {},
+                start_time=now - 1, end_time=now))
+    tr.suite_finished()
+    path = write_report(tr, "e2e", tmp_path / "reports")
+    md = path.read_text()
+    assert path.exists() and "ndcg_10" in md and "**0.3050 ± 0.0071**" in md
+    assert (tmp_path / "reports" / "e2e" / "vs_k_itemrec_ndcg.png").exists()
+    assert (tmp_path / "reports" / "e2e" / "curve_train_loss_synthetic.png").exists()
