@@ -62,11 +62,15 @@ def _with_labels(runs: pd.DataFrame) -> pd.DataFrame:
     var_loss = _varying(df, "params.loss", "params.loss.") if "params.loss" in df else {}
     splits = df["params.split"].dropna().unique() if "params.split" in df else []
     var_split = _varying(df, "params.split", "params.split.") if len(splits) else {}
+    # name the loss only where it tells methods apart: a model run with several losses in this suite
+    ran = df[df["status"] != "SKIPPED"] if "status" in df else df
+    many_losses = (set(ran.groupby("params.model")["params.loss"].nunique().loc[lambda n: n > 1].index)
+                   if "params.loss" in df else set())
 
     def method(row):
         label = _label(row, "params.model", var_model.get(row["params.model"], []), "params.model.")
         loss = row.get("params.loss")
-        if isinstance(loss, str) and loss and loss.lower() not in ("none", "nan"):
+        if row["params.model"] in many_losses and isinstance(loss, str) and loss.lower() not in ("none", "nan"):
             label += " · " + _label(row, "params.loss", var_loss.get(loss, []), "params.loss.")
         return label
 

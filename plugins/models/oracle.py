@@ -1,0 +1,50 @@
+"""`oracle`: ranks by the synthetic world's true intensity, the ceiling every learned model is read against.
+
+score(x, y) = log λ(x, y) = log λ_u(t) + log p(y | x), both exact (`WorldTruth.intensity`, `log_item_probs`).
+Per state the λ_u(t) term is a constant, so item recommendation ranks by p(y | x); user targeting ranks states
+by their true instantaneous rate for the item. It needs a dataset that carries its truth (`synthetic`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from harness import hookimpl
+from harness.errors import ConfigError
+from harness.model import Model
+from harness.specs import ModelSpec
+from harness.splits import UserStates
+
+
+def _rows(states: UserStates, rows: np.ndarray) -> UserStates:
+    """The sub-collection states[rows] (histories included)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lo, hi = states.hist_ptr[rows], states.hist_ptr[rows + 1]
+    ptr = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
+    idx = np.repeat(lo - ptr[:-1], hi - lo) + np.arange(ptr[-1])
+    return UserStates(user=states.user[rows], time=states.time[rows], hist_ptr=ptr,
+                      hist_item=states.hist_item[idx], hist_time=states.hist_time[idx])
+
+
+class Oracle(Model):
+    score_kind = "log_intensity"
+
+    def fit(self, train, loss, ctx):
+        truth = getattr(ctx.dataset, "truth", None)
+        if truth is None:
+            name = getattr(ctx.dataset, "name", "?")
+            raise ConfigError(f"model 'oracle' needs a dataset with known truth, and {name!r} has none; "
+                              "use it with dataset 'synthetic' or remove it from this grid")
+        self.truth = truth
+
+    def score_block(self, states, rows):
+        sub = _rows(states, rows)
+        log_rate = np.log(np.maximum(self.truth.intensity(sub), 1e-300))
+        scores = self.truth.log_item_probs(sub) + log_rate[:, None]
+        return torch.as_tensor(scores, dtype=torch.float32)
+
+
+@hookimpl
+def register_models(register):
+    register(ModelSpec(name="oracle", factory=Oracle,
+                       description="true log λ(x,y) of the synthetic world (upper reference; synthetic only)"))
