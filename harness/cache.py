@@ -108,3 +108,38 @@ def load_dataset(registry: Any, name: str, params: dict[str, Any] | None = None,
         shutil.rmtree(tmp, ignore_errors=True)
     # Return what a cache hit returns, so a first run and a resumed one see the same dataset.
     return Dataset.load(entry)
+
+
+def raw_dir(name: str) -> Path:
+    """Where `matchbench datasets fetch NAME --from PATH` puts its verified copy of NAME's raw files:
+    `<cache_root()>/raw/<name>/`. Dataset plugins look here when no `path` is given."""
+    return cache_root() / "raw" / name
+
+
+def import_raw(name: str, files: list[Path], manifest: dict[str, Any]) -> Path:
+    """Copy `files` (already verified by the caller) into raw_dir(name), replacing what was there, and
+    write `FETCHED.json` (the manifest: where they came from, their sha256). Returns the folder."""
+    dest = raw_dir(name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.tmp-"))
+    try:
+        for f in files:
+            shutil.copyfile(f, tmp / Path(f).name)
+        (tmp / "FETCHED.json").write_text(json.dumps(manifest, indent=1, default=str))
+        old = dest.with_name(f".{name}.old-{os.getpid()}")
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -35,9 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the same store")
     ui.add_argument("--tracking-uri", default="sqlite:///mlruns.db")
     ui.add_argument("--port", type=int, default=5000)
-    ds = sub.add_parser("datasets", help="list dataset plugins or show one")
-    ds.add_argument("action", choices=["list", "info"])
+    ds = sub.add_parser("datasets", help="list dataset plugins, show one, or fetch (verify + import) its files")
+    ds.add_argument("action", choices=["list", "info", "fetch"])
     ds.add_argument("name", nargs="?")
+    ds.add_argument("--from", dest="source", default=None, metavar="PATH",
+                    help="fetch: your local copy (a folder or file) to verify and import into the cache")
+    ds.add_argument("--no-verify", action="store_true", help="fetch: import even if a checksum does not match")
+    ds.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="fetch: a dataset parameter (YAML value), e.g. -p format=prepared; repeatable")
     return p
 
 
@@ -168,15 +173,86 @@ def cmd_datasets(args) -> int:
             print(f"{name:12s} {reg.get('dataset', name).description}")
         return 0
     if not args.name:
-        raise ConfigError("datasets info needs a NAME: matchbench datasets info movielens")
+        raise ConfigError(f"datasets {args.action} needs a NAME: matchbench datasets {args.action} movielens"
+                          + (" --from PATH" if args.action == "fetch" else ""))
+    if args.action == "fetch":
+        return _fetch(reg, args)
     spec = reg.get("dataset", args.name)
     print(f"{spec.name}: {spec.description}")
     for p in spec.params:
         print(f"  {p.describe()}")
-    card = Path("datasets") / f"{spec.name}.md"
-    if card.exists():
-        print()
-        print(card.read_text())
+    for card in (Path("datasets") / f"{spec.name}.md", Path(__file__).resolve().parents[1] / "datasets" / f"{spec.name}.md"):
+        if card.exists():
+            print()
+            print(card.read_text())
+            break
+    return 0
+
+
+def _fetch(reg, args) -> int:
+    """`datasets fetch NAME --from PATH`: load the files at PATH through the plugin (which checks every row and,
+    where it knows them, every file's sha256), copy the files it read into the cache's raw folder, and build the
+    cached dataset from that copy, so later runs need no path."""
+    import os
+
+    import yaml
+
+    from .cache import import_raw, load_dataset, raw_dir, sha256_file
+    from .errors import ConfigError
+
+    name = args.name
+    spec = reg.get("dataset", name)
+    names = spec.schema.names()
+    if "path" not in names:
+        raise ConfigError(f"dataset {name!r} reads no files (it has no path parameter): there is nothing to fetch")
+    if not args.source:
+        raise ConfigError(f"datasets fetch needs --from PATH: matchbench datasets fetch {name} --from /data/{name}")
+    src = Path(args.source).expanduser()
+    if not src.exists():
+        raise ConfigError(f"--from {src}: no such file or folder; point --from at your copy of the {name} files")
+    params: dict = {}
+    for item in args.param:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"-p {item!r}: expected KEY=VALUE, e.g. -p format=prepared")
+        params[key.strip()] = yaml.safe_load(text) if text.strip() else None
+    if "path" in params:
+        raise ConfigError("-p path=...: give the folder with --from instead")
+    if args.no_verify:
+        if "verify" not in names:
+            raise ConfigError(f"dataset {name!r} has no verify parameter: --no-verify does not apply")
+        params["verify"] = False
+    resolved, problems = spec.schema.validate(dict(params, path=str(src)), f"dataset {name!r}")
+    if problems:
+        raise ConfigError(problems)
+    dataset = spec.factory(**resolved)  # raises (exit 2) on a bad row or a checksum that does not match
+    files = [Path(f) for f in (spec.sources(resolved) if spec.sources else [src])]
+    files = [g for f in files for g in (sorted(x for x in f.iterdir() if x.is_file()) if f.is_dir() else [f])]
+    checks = dataset.meta.get("files") or {}
+    report = {}
+    for f in files:
+        c = checks.get(f.name) or {"sha256": sha256_file(f), "verified": False,
+                                   "note": "not checked by the plugin: sha256 recorded, not verified"}
+        report[f.name] = c
+        mark = "verified" if c.get("verified") else "NOT verified"
+        print(f"  {f}: sha256 {c['sha256']} — {mark} ({c.get('note', '')})")
+    dest = import_raw(name, files, {"dataset": name, "from": str(src.resolve()), "files": report,
+                                    "params": {k: v for k, v in resolved.items() if k != "path"}})
+    print(f"imported {len(files)} file(s) into {dest}")
+    try:
+        cached = load_dataset(reg, name, params)
+    except MatchbenchError as exc:  # e.g. csv: a plugin without a default location needs its path
+        print(f"note: {name} does not find the imported copy without a path ({exc}); give path: "
+              f"{dest / files[0].name} in suites")
+        return 0
+    print(f"cached {name}: {len(cached.interactions)} events, {cached.n_users} users, {cached.n_items} items; "
+          f"later runs need no path (`{{name: {name}}}` reads {raw_dir(name)})")
+    if not all(c.get("verified") for c in report.values()):
+        print(f"note: {sum(not c.get('verified') for c in report.values())} file(s) have no known checksum or were "
+              "not verified: they were imported as they are")
+    env = os.environ.get("MATCHBENCH_DATA")
+    if env:
+        print(f"note: MATCHBENCH_DATA={env} is set; a {name} folder there takes precedence over the imported copy")
     return 0
 
 

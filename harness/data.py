@@ -216,3 +216,123 @@ def from_events(name: str, df: pd.DataFrame, time_unit: str, meta: dict[str, Any
                      features={c: df[c].to_numpy() for c in extra})
     return Dataset(name=name, interactions=x, user_ids=user_ids, item_ids=item_ids,
                    meta=dict(meta or {}, time_unit=time_unit))
+
+
+# ------------------------------------------------------------------------------------------------ event filters
+
+FILTER_ORDER = ("event_types", "start", "end", "min_user_interactions", "min_item_interactions", "k_core",
+                "max_history")
+"""The order the filters apply in (each sees what the ones before it kept)."""
+
+
+def filter_params():
+    """The common filter parameters of file-backed dataset plugins (all off by default). Being parameters,
+    they are part of the dataset's cache key."""
+    from .schema import Param
+
+    return (
+        Param("event_types", "list", None, "keep only these event types (e.g. [buy]); default: all", nullable=True),
+        Param("start", "any", None, "keep events at or after this time: an ISO date/time ('2014-04-03') or a "
+                                    "number in the dataset's time unit", nullable=True),
+        Param("end", "any", None, "keep events before this time (exclusive), same forms as start", nullable=True),
+        Param("min_user_interactions", "int", None, "drop users with fewer events (one pass)", low=1, nullable=True),
+        Param("min_item_interactions", "int", None, "drop items with fewer events (one pass)", low=1, nullable=True),
+        Param("k_core", "int", None, "repeat dropping users and items with fewer than k events until none is left",
+              low=1, nullable=True),
+        Param("max_history", "int", None, "keep each user's last N events (by time, then file order)", low=1,
+              nullable=True),
+    )
+
+
+def _time_bound(value: Any, name: str, time_unit: str, where: str) -> float:
+    """A start/end bound in the dataset's time unit: numbers as they are, text/datetimes via pandas (UTC)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        ts = pd.Timestamp(value)
+        if pd.isna(ts):
+            raise ValueError
+    except (ValueError, TypeError):
+        raise DataError(f"{where}: {name}={value!r} is neither a number (in {time_unit}) nor an ISO date/time; "
+                        f"write e.g. {name}: '2014-04-03' or {name}: '2014-04-03T12:00:00'") from None
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return (ts - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1) * TIME_UNITS[time_unit]
+
+
+def filter_events(df: pd.DataFrame, lines: np.ndarray | None = None, *, time_unit: str = "s", where: str = "events",
+                  has_time: bool = True, event_types: list | None = None, start: Any = None, end: Any = None,
+                  min_user_interactions: int | None = None, min_item_interactions: int | None = None,
+                  k_core: int | None = None, max_history: int | None = None
+                  ) -> tuple[pd.DataFrame, np.ndarray | None, dict[str, Any]]:
+    """Filter a frame of raw events (`user`, `item`, `time`, optional `event`) before dense re-indexing.
+
+    Applied in FILTER_ORDER; counts are numbers of events (rows), not distinct items. Deterministic:
+    rows keep their file order. Returns (frame, lines of the kept rows, {step: rows removed}); raises
+    DataError when a filter does not apply to the data or leaves nothing.
+    """
+    n0 = len(df)
+    keep = np.ones(n0, dtype=bool)
+    removed: dict[str, Any] = {}
+
+    def step(name: str, mask: np.ndarray) -> None:
+        dropped = int((keep & ~mask).sum())
+        keep[:] &= mask
+        removed[name] = dropped
+        if not keep.any():
+            raise DataError(f"{where}: the filters leave no events after {name} ({n0} events before filtering; "
+                            f"removed per step: {removed}); loosen {name}")
+
+    if event_types is not None:
+        if "event" not in df.columns:
+            raise DataError(f"{where}: event_types={list(event_types)} given, but this dataset has no event types; "
+                            "remove event_types")
+        present = sorted(pd.unique(df["event"].astype(str)))
+        unknown = [e for e in event_types if str(e) not in present]
+        if unknown:
+            raise DataError(f"{where}: event_types: {unknown} not among this dataset's event types {present}; "
+                            "use those names")
+        step("event_types", df["event"].astype(str).isin([str(e) for e in event_types]).to_numpy())
+    for name, bound in (("start", start), ("end", end)):
+        if bound is None:
+            continue
+        if not has_time:
+            raise DataError(f"{where}: {name} given, but this dataset has no times; remove {name}")
+        b = _time_bound(bound, name, time_unit, where)
+        t = df["time"].to_numpy(np.float64)
+        step(name, t >= b if name == "start" else t < b)
+    u = pd.factorize(df["user"])[0]
+    i = pd.factorize(df["item"])[0]
+    if min_user_interactions is not None or min_item_interactions is not None:
+        uc = np.bincount(u[keep], minlength=u.max() + 1)
+        ic = np.bincount(i[keep], minlength=i.max() + 1)
+        if min_user_interactions is not None:
+            step("min_user_interactions", uc[u] >= min_user_interactions)
+        if min_item_interactions is not None:
+            step("min_item_interactions", ic[i] >= min_item_interactions)
+    if k_core is not None:
+        before, rounds = int(keep.sum()), 0
+        while True:
+            rounds += 1
+            uc = np.bincount(u[keep], minlength=u.max() + 1)
+            ic = np.bincount(i[keep], minlength=i.max() + 1)
+            ok = (uc[u] >= k_core) & (ic[i] >= k_core)
+            if (keep & ~ok).sum() == 0:
+                break
+            step("k_core", ok)
+        removed["k_core"] = before - int(keep.sum())
+        removed["k_core_rounds"] = rounds
+    if max_history is not None:
+        idx = np.flatnonzero(keep)
+        order = idx[np.lexsort((idx, df["time"].to_numpy(np.float64)[idx], u[idx]))]
+        uo = u[order]
+        count = np.bincount(uo, minlength=u.max() + 1)
+        first = np.r_[0, np.flatnonzero(uo[1:] != uo[:-1]) + 1]
+        pos = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+        mask = np.zeros(n0, dtype=bool)
+        mask[order[pos >= count[uo] - max_history]] = True
+        step("max_history", mask)
+    if keep.all():
+        return df, lines, removed
+    out = df.loc[keep].reset_index(drop=True)
+    return out, (None if lines is None else lines[keep]), removed

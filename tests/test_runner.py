@@ -97,7 +97,7 @@ def test_every_registered_model_fits_and_ranks_on_the_tiny_world(name):
     params = {"epochs": 1} if "epochs" in spec.schema.names() else {}
     model = reg.create("model", name, **params)
     loss = reg.create("loss", spec.default_loss) if spec.default_loss else None
-    model.fit(split.train, loss, FitContext(seed=0, device=torch.device("cpu")))
+    model.fit(split.train, loss, FitContext(seed=0, device=torch.device("cpu"), dataset=ds))
     src = ScoreSource(model, split.test, split.n_items, torch.device("cpu"))
     metrics = {"ndcg": reg.get("metric", "ndcg")}
     for task in set(spec.tasks) & {"itemrec", "userrec"}:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness import hookimpl
-from harness.data import TIME_UNITS, Dataset, from_events
+from harness.data import TIME_UNITS, Dataset, filter_events, filter_params, from_events
 from harness.errors import DataError, did_you_mean
 from harness.schema import Param
 from harness.specs import DatasetSpec
@@ -197,7 +197,7 @@ def line_numbers(path: Path, n_rows: int, header: bool) -> np.ndarray:
 
 
 def build(df: pd.DataFrame, lines: np.ndarray, where: str, name: str, time_unit: str, time_format: str | None,
-          ordered: bool, meta: dict[str, Any], unit: str = "line") -> Dataset:
+          ordered: bool, meta: dict[str, Any], unit: str = "line", filters: dict[str, Any] | None = None) -> Dataset:
     """Checks + from_events for a frame with our column names; `lines[r]` is row r's line (or `unit`) in the file."""
     if len(df) == 0:
         raise DataError(f"{where}: the file has no data rows; point path at a file with events")
@@ -217,11 +217,15 @@ def build(df: pd.DataFrame, lines: np.ndarray, where: str, name: str, time_unit:
     _numeric_value(df, lines, where, unit)
     if ordered:
         _check_order(df, lines, where, unit)
+    if filters and any(v is not None for v in filters.values()):
+        df, lines, removed = filter_events(df, lines, time_unit=time_unit, where=where, **filters)
+        meta = dict(meta, filters={k: v for k, v in filters.items() if v is not None}, filtered_out=removed)
     return from_events(name, df, time_unit, meta=dict(meta, ordered=ordered), where=where, lines=lines)
 
 
 def load_csv(path: str | None = None, columns: dict | None = None, time_unit: str = "s", time_format: str | None = None,
-             sep: str = ",", header: bool = True, features: list | None = None, ordered: bool = False) -> Dataset:
+             sep: str = ",", header: bool = True, features: list | None = None, ordered: bool = False,
+             **filters: Any) -> Dataset:
     p = _check_path(path, "csv")
     where = str(p)
     mapping = _mapping(columns, where, header)
@@ -241,11 +245,12 @@ def load_csv(path: str | None = None, columns: dict | None = None, time_unit: st
             raw[c] = integer_ids(raw[c])
     df = _select(raw, mapping, features or [], where, header)
     meta = {"source": str(p), "licence": LICENCE, "checksum": sha256_file(p), "format": "csv"}
-    return build(df, lines, where, p.stem, time_unit, time_format, ordered, meta)
+    return build(df, lines, where, p.stem, time_unit, time_format, ordered, meta, filters=filters)
 
 
 def load_parquet(path: str | None = None, columns: dict | None = None, time_unit: str = "s",
-                 time_format: str | None = None, features: list | None = None, ordered: bool = False) -> Dataset:
+                 time_format: str | None = None, features: list | None = None, ordered: bool = False,
+                 **filters: Any) -> Dataset:
     import pyarrow.parquet as pq
 
     p = _check_path(path, "parquet")
@@ -266,7 +271,7 @@ def load_parquet(path: str | None = None, columns: dict | None = None, time_unit
     df = _select(raw, mapping, features or [], where, header=True)
     lines = np.arange(1, len(df) + 1, dtype=np.int64)  # parquet has rows, not lines: 1-based row numbers
     meta = {"source": str(p), "licence": LICENCE, "checksum": sha256_file(p), "format": "parquet"}
-    return build(df, lines, where, p.stem, time_unit, time_format, ordered, meta, unit="row")
+    return build(df, lines, where, p.stem, time_unit, time_format, ordered, meta, unit="row", filters=filters)
 
 
 _COMMON = (
@@ -284,7 +289,8 @@ CSV_PARAMS = _COMMON + (
     Param("sep", "str", ",", "field separator"),
     Param("header", "bool", True, "the first line names the columns; if false, columns gives 0-based positions"),
 ) + _TAIL
-PARQUET_PARAMS = _COMMON + _TAIL
+CSV_PARAMS += filter_params()
+PARQUET_PARAMS = _COMMON + _TAIL + filter_params()
 
 
 @hookimpl

@@ -9,14 +9,15 @@ Variants and the files read (auto-detected from the folder):
 Times are unix seconds (time_unit "s"); `value` is the rating. By default every rating is kept as
 an implicit interaction; `min_rating` keeps only ratings >= it. `verify` checks the raw file's
 sha256 against the published copy where one is known (100K); other variants record their sha256
-with a note. The default folder is `movielens-100k` under the data root: `$MATCHBENCH_DATA`, else
-`<project>/../shared/data`. We never download: point `path` at your own copy.
+with a note. Without `path`, the folder is found as every file-backed dataset finds it (see
+`plugins/datasets/common.py`): `$MATCHBENCH_DATA/movielens-100k`, the copy imported by `matchbench datasets
+fetch movielens --from PATH`, else `<project>/../shared/data/movielens-100k`. We never download. The common
+filters (k_core, event_types, start/end, ...) apply after `min_rating`.
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,13 @@ import numpy as np
 import pandas as pd
 
 from harness import hookimpl
-from harness.data import Dataset, from_events
+from harness.data import Dataset
 from harness.errors import DataError
 from harness.schema import Param
 from harness.specs import DatasetSpec
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from .common import FILTER_PARAMS, PROJECT_ROOT, data_root, finish, locate  # noqa: F401 - data_root re-exported
+
 LICENCE = "GroupLens research licence: research use only, no redistribution"
 LICENCE_LATEST = ("GroupLens licence: non-commercial research use; redistribution only under the same terms "
                   "(see the README.txt shipped with the data)")
@@ -63,15 +65,9 @@ VARIANTS = {
 }
 
 
-def data_root() -> Path:
-    """`$MATCHBENCH_DATA`, else `<project root>/../shared/data`."""
-    env = os.environ.get("MATCHBENCH_DATA")
-    return Path(env) if env else (PROJECT_ROOT / ".." / "shared" / "data").resolve()
-
-
 def resolve(path: str | None, variant: str) -> tuple[Path, Variant]:
     """(ratings file, variant) for a folder or a ratings file and a variant name or "auto"."""
-    p = Path(path).expanduser() if path else data_root() / "movielens-100k"
+    p = Path(path).expanduser() if path else locate("movielens", "movielens-100k", None)
     if p.is_file():
         if variant == "auto":
             match = [v for v in VARIANTS.values() if v.ratings == p.name]
@@ -102,8 +98,9 @@ def _sources(params: dict[str, Any]) -> list[Path]:
     try:
         f, v = resolve(params.get("path"), params.get("variant", "auto"))
     except DataError:
-        return [Path(params.get("path") or data_root() / "movielens-100k")]
-    return [f] + ([f.parent / v.items] if (f.parent / v.items).is_file() else [])
+        return [Path(params["path"])] if params.get("path") else []
+    extra = [v.items] + (["u.genre"] if v.name == "100k" else [])
+    return [f] + [f.parent / n for n in extra if (f.parent / n).is_file()]
 
 
 def _diagnose(data: bytes, f: Path, v: Variant) -> DataError:
@@ -187,7 +184,7 @@ def read_items(folder: Path, v: Variant, item_ids: np.ndarray) -> pd.DataFrame |
 
 
 def load_movielens(path: str | None = None, variant: str = "auto", min_rating: float | None = None,
-                   verify: bool = True) -> Dataset:
+                   verify: bool = True, **filters: Any) -> Dataset:
     f, v = resolve(path, variant)
     data = f.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
@@ -200,10 +197,12 @@ def load_movielens(path: str | None = None, variant: str = "auto", min_rating: f
                             f"(sha256 {v.sha256}); the file is damaged or not the original: get a fresh copy "
                             "from GroupLens, or set verify: false to load a modified copy")
         meta["verified"] = True
+        meta["files"] = {f.name: {"sha256": digest, "verified": True, "note": "matches the published sha256"}}
     else:
         meta["verified"] = False
         meta["verify_note"] = ("verification turned off (verify: false)" if not verify else
                                f"no published checksum known for MovieLens {v.name}; sha256 recorded, not verified")
+        meta["files"] = {f.name: {"sha256": digest, "verified": False, "note": meta["verify_note"]}}
     df, lines = read_ratings(f, v, data)
     if min_rating is not None:
         keep = (df["value"] >= min_rating).to_numpy()
@@ -211,20 +210,20 @@ def load_movielens(path: str | None = None, variant: str = "auto", min_rating: f
             raise DataError(f"{f}: no rating is >= min_rating={min_rating} (ratings range "
                             f"{df['value'].min():g}-{df['value'].max():g}); lower min_rating")
         df, lines = df.loc[keep].reset_index(drop=True), lines[keep]
-    ds = from_events(f"movielens-{v.name}", df, "s", meta=meta, where=str(f), lines=lines)
+    ds = finish(f"movielens-{v.name}", df, lines, "s", meta, str(f), filters)
     ds.item_features = read_items(f.parent, v, ds.item_ids)
     return ds
 
 
 PARAMS = (
-    Param("path", "str", None, "a MovieLens folder or ratings file (default: movielens-100k under $MATCHBENCH_DATA "
-                               "or <project>/../shared/data)", nullable=True),
+    Param("path", "str", None, "a MovieLens folder or ratings file (default: movielens-100k/ under $MATCHBENCH_DATA, "
+                               "the fetched copy, or <project>/../shared/data)", nullable=True),
     Param("variant", "str", "auto", "which MovieLens; auto detects u.data / ratings.dat / ratings.csv",
           choices=("auto", *VARIANTS)),
     Param("min_rating", "float", None, "keep only ratings >= this (default: keep all as implicit feedback)",
           nullable=True),
     Param("verify", "bool", True, "check the raw file's sha256 against the published one (100k)"),
-)
+) + FILTER_PARAMS
 
 
 @hookimpl
