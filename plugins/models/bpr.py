@@ -19,7 +19,7 @@ from harness.specs import ModelSpec
 class BPR(Model):
     score_kind = "logit"
 
-    def __init__(self, factors=64, epochs=15, lr=0.015, batch_size=4096, reg=0.01, neg_power=0.5,
+    def __init__(self, factors=64, epochs=10, lr=0.015, batch_size=4096, reg=0.01, neg_power=0.5,
                  sample_users=True):
         self.d, self.epochs, self.lr, self.batch_size = factors, epochs, lr, batch_size
         self.reg, self.neg_power, self.sample_users = reg, neg_power, sample_users
@@ -86,7 +86,7 @@ def register_models(register):
         description="BPR-MF in torch; negatives sampled on both sides with p ~ (count+1)^0.5 (RIM appendix B)",
         params=(
             Param("factors", "int", 64, "embedding dimension", low=1, high=4096),
-            Param("epochs", "int", 15, "passes over the training pairs", low=1),
+            Param("epochs", "int", 10, "passes over the training pairs", low=1),
             Param("lr", "float", 0.015, "Adam learning rate", low=0.0, high=10.0),
             Param("batch_size", "int", 4096, "positive pairs per step", low=1),
             Param("reg", "float", 0.01, "L2 penalty on the embeddings in a batch", low=0.0),
