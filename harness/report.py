@@ -26,7 +26,7 @@ ALPHA = 0.05
 SKIP_PREFIXES = ("train/", "truth/", "time/")
 TRUTH = "truth"
 LOWER_IS_BETTER = {"logloss", "loss", "rmse", "mae", "mse", "kl", "error", "regret", "violation"}
-UNRANKED = {"popularity", "activeness"}  # descriptive: shown, never bolded or tested
+UNRANKED = {"popularity", "activeness", "delivered_share", "per_state"}  # descriptive: shown, never bolded or tested
 MARK_T, MARK_W, MARK_U = "†", "‡", "§"
 RESULT_COLUMNS = ["task", "method", "dataset", "metric", "mean", "std", "n_seeds"]
 _K = re.compile(r"^(?P<family>.+?)_(?P<k>\d+)$")
@@ -168,7 +168,7 @@ def holm(pvalues: Iterable[float]) -> np.ndarray:
 
 def _direction(metric: str) -> int:
     """+1 higher is better, -1 lower is better, 0 descriptive (not ranked, not tested)."""
-    family = _metric_key(metric)[0]
+    family = _metric_key(metric)[0].rsplit("/", 1)[-1]  # matching metrics are <planner>/<metric>
     if family.startswith("n_") or family in UNRANKED:
         return 0
     if family in LOWER_IS_BETTER or family.endswith(("loss", "_error")):
@@ -329,7 +329,7 @@ def _md_table(header: list[str], rows: list[list[str]], align: list[str] | None 
 
 
 def _task_table(agg: pd.DataFrame, long: pd.DataFrame, task: str, pq: _PerQuery | None) -> tuple[str, bool]:
-    sub = agg[(agg["task"] == task) & agg["metric"].map(lambda m: not _metric_key(m)[0].startswith("n_"))]
+    sub = agg[(agg["task"] == task) & agg["metric"].map(lambda m: not _metric_key(m)[0].rsplit("/", 1)[-1].startswith("n_"))]
     if sub.empty:
         return "", False
     cols = {(c.dataset, c.metric): c for c in _columns(long[long["metric"].isin(sub["metric"])], task, pq)}
@@ -542,8 +542,20 @@ def _plot_vs_k(agg: pd.DataFrame, folder: Path) -> list[tuple[str, Path]]:
 
 
 # --------------------------------------------------------------------------- the report
-def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), per_query: bool = True) -> Path:
-    """Write `<out_dir>/<suite>.md` and its PNG plots in `<out_dir>/<suite>/`; return the markdown path."""
+def _keep_metrics(frame: pd.DataFrame, metrics: Iterable[str] | None) -> pd.DataFrame:
+    """Rows whose metric is named in `metrics`, either exactly (`ndcg_10`) or by family (`ndcg`: every K)."""
+    if not metrics or frame.empty:
+        return frame
+    want = set(metrics)
+    keep = frame["metric"].map(lambda m: m in want or _metric_key(m)[0] in want) | (frame["task"] == TRUTH)
+    return frame[keep]
+
+
+def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), per_query: bool = True,
+                 metrics: Iterable[str] | None = None) -> Path:
+    """Write `<out_dir>/<suite>.md` and its PNG plots in `<out_dir>/<suite>/`; return the markdown path.
+    `metrics` (the suite's `report.metrics`) limits the tables' columns, e.g. [ndcg_10, recall] — a wide grid
+    otherwise gives tables nobody can read; `matchbench results` still prints every metric."""
     out_dir = Path(out_dir)
     stem = _safe(suite)
     plots_dir = out_dir / stem
@@ -551,6 +563,7 @@ def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), 
     for old in plots_dir.glob("*.png"):
         old.unlink()
     df, long = _long(tracker, suite)
+    long = _keep_metrics(long, metrics)
     agg = _aggregate(long)
     pq = _PerQuery(tracker) if per_query else None
 

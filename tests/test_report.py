@@ -168,3 +168,10 @@ def test_end_to_end_through_mlflow(tmp_path):
     assert path.exists() and "ndcg_10" in md and "**0.3050 ± 0.0071**" in md
     assert (tmp_path / "reports" / "e2e" / "vs_k_itemrec_ndcg.png").exists()
     assert (tmp_path / "reports" / "e2e" / "curve_train_loss_synthetic.png").exists()
+
+
+def test_report_metrics_option_limits_the_columns(fake, tmp_path):
+    full = write_report(fake, "fake", tmp_path / "all").read_text()
+    assert "ndcg_10" in full and "ndcg_5" in full and "popularity_10" in full
+    md = write_report(fake, "fake", tmp_path, metrics=["ndcg_10", "popularity"]).read_text()
+    assert "ndcg_10" in md and "popularity_10" in md and "ndcg_5" not in md

@@ -11,7 +11,6 @@ is line 1) or column, and the fix.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness import hookimpl
+from harness.cache import sha256_file
 from harness.data import TIME_UNITS, Dataset, filter_events, filter_params, from_events
 from harness.errors import DataError, did_you_mean
 from harness.schema import Param
@@ -29,13 +29,6 @@ OUR_NAMES = ("user", "item", "time", "value", "event")
 DEFAULT_COLUMNS = {"user": "user", "item": "item", "time": "time"}
 LICENCE = "unknown (user data)"
 
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _show(v: Any) -> str:

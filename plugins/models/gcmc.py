@@ -119,12 +119,17 @@ class GCMC(Model):
 
     # ------------------------------------------------------------------ training data: states at period starts
 
-    def _period_days(self, ctx) -> float:
+    def _period_days(self, ctx, train: Interactions) -> float:
+        """The label window: `period` if set; else the split's test horizon (the paper's set-back window of the
+        same length), shortened where needed so the n_periods windows leave at least one period of history
+        before them (a 30-day horizon on 30 days of training would leave no state to label)."""
         if self.period is not None:
             return float(self.period)
         split = (ctx.extra or {}).get("split")
         h = getattr(split, "info", {}).get("horizon_days") if split is not None else None
-        return float(h) if h is not None and np.isfinite(h) and h > 0 else DEFAULT_PERIOD_DAYS
+        period = float(h) if h is not None and np.isfinite(h) and h > 0 else DEFAULT_PERIOD_DAYS
+        span_days = float(train.time.max() - train.time.min()) / train.per_day if len(train.time) else 0.0
+        return min(period, span_days / (self.n_periods + 1)) if span_days > 0 else period
 
     def _training_states(self, train: Interactions, period: float):
         t_end = float(train.time.max())
@@ -153,7 +158,7 @@ class GCMC(Model):
         self.item_deg = train.item_counts.astype(np.float64)
         self._cache = weakref.WeakKeyDictionary()
         gen = torch.Generator().manual_seed(ctx.seed)
-        states, period_of, pos_s, pos_i = self._training_states(train, self._period_days(ctx))
+        states, period_of, pos_s, pos_i = self._training_states(train, self._period_days(ctx, train))
         feats = self._features(states)
 
         d, n_i = self.d, train.n_items
@@ -232,7 +237,7 @@ _COMMON = (
     Param("norm", "str", "sqrt", "history aggregation: sum of counts / sqrt|history|, / |history| (mean), or "
           "/ sqrt(|history| (deg_item+1)) (sym)", choices=("sqrt", "mean", "sym")),
     Param("frequency_bias", "bool", True, "add a learned state bias per log2(history length) bucket"),
-    Param("period", "float", None, "label window length in days (null: the split's test horizon, else 7)",
+    Param("period", "float", None, "label window length in days (null: the split's test horizon, else 7, at most the training span / (n_periods + 1))",
           low=1e-9, nullable=True),
 )
 
