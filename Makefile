@@ -28,6 +28,7 @@ test-slow: setup
 bench: setup
 	$(PY) benchmarks/ranking.py --quick
 	$(PY) benchmarks/bpr_fit.py
+	$(PY) benchmarks/implicit_overhead.py
 
 clean:
 	rm -rf $(VENV) .matchbench_cache mlruns.db mlartifacts
