@@ -23,6 +23,7 @@ from .model import FitContext, default_device
 from .registry import Registry
 from .suite import Cell, Suite
 from .tracking import CellRecord, Tracker
+from .truth import truth_metrics
 
 
 def environment() -> dict[str, Any]:
@@ -106,7 +107,13 @@ def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -
                 r, t = _ranking_frames(task, res, split.test, dataset)
                 rankings.append(r)
                 targets.append(t)
+    rec.metrics.update(truth_metrics(dataset, split.test, source, model.score_kind, cell.seed))
     rec.metrics["time/eval_s"] = time.time() - t0
+    if s.get("planners"):  # the matching task: every planner on the same scores
+        from .matching import run_planners
+
+        rec.metrics.update(run_planners(s["planners"], registry, model, split, device, cell.seed, s["exclude_seen"],
+                                        s["budget_mib"], s["block_size"]))
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cell.config(), default=str)), sort_keys=True))

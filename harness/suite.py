@@ -29,7 +29,7 @@ TOP_KEYS = {
     "tasks": "subset of itemrec, userrec",
     "models": "list of {name, loss?, **params}; a list value expands the grid",
     "losses": "loss names (or {name, **params}) crossed with models that accept them",
-    "planners": "list of {name, **params}",
+    "planners": "list of {name, **params} run on every cell's scores (task matching); a list value expands",
     "metrics": "metric names",
     "cutoffs": "list of K",
     "seeds": "list of ints",
@@ -255,10 +255,13 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
 
     suite_losses = _entries(raw.get("losses"), "losses", problems)
     loss_comps = [c for ln, lp in suite_losses for c in _expand("loss", ln, lp, registry, f"losses {ln!r}", problems)]
+    planners = _planners(raw.get("planners"), tasks, registry, problems)
 
     settings = {"tasks": tasks, "metrics": metric_names, "cutoffs": sorted(set(cutoffs)), "candidates": candidates,
                 "exclude_seen": bool(raw.get("exclude_seen", True)), "save_rankings": bool(raw.get("save_rankings", True)),
                 "budget_mib": budget, "block_size": ranking.get("block_size")}
+    if planners:  # only then, so suites without planners keep their config hashes
+        settings["planners"] = planners
 
     model_cells: list[tuple[Component, Component | None, str | None]] = []
     for n, (mn, mp) in enumerate(_entries(raw.get("models"), "models", problems)):
@@ -267,7 +270,7 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         if not comps:
             continue
         spec = registry.get("model", mn)
-        if not set(spec.tasks) & set(tasks):
+        if not (set(spec.tasks) | ({"matching"} if "itemrec" in spec.tasks else set())) & set(tasks):
             problems.append(f"{where}: serves {'/'.join(spec.tasks)} only, none of the suite's tasks {tasks}")
         own = _entries(mp.get("loss"), f"{where}.loss", problems) if "loss" in mp else None
         losses = ([c for ln, lp in own for c in _expand("loss", ln, lp, registry, f"{where}.loss {ln!r}", problems)]
@@ -298,6 +301,10 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     cells = _prune(cells, raw.get("include"), raw.get("exclude"), source)
     tracking = dict(raw.get("tracking") or {})
     report = {"enabled": True, "dir": "reports", **(raw.get("report") or {})}
+    unknown = sorted(set(report) - {"enabled", "dir", "metrics"})
+    if unknown:
+        raise ConfigError(f"report: unknown key(s) {', '.join(map(repr, unknown))}; report takes enabled, dir and "
+                          "metrics (the table columns, e.g. [ndcg_10, recall])", source=source)
     return Suite(name=name, raw=raw, cells=cells, tracking=tracking, report=report, source=source)
 
 
@@ -332,3 +339,35 @@ def _prune(cells: list[Cell], include, exclude, source: str) -> list[Cell]:
     if exclude:
         cells = [c for c in cells if not any(_matches(c, p) for p in _as_list(exclude))]
     return cells
+
+
+def _planners(raw_list, tasks: list[str], registry: Registry, problems: list[str]) -> list[dict[str, Any]]:
+    """[{name, params, label}] of the suite's planners: every parameter combination, validated against
+    the schema and the planner's own checks (e.g. beta <= alpha); labels name what varies."""
+    from .matching import planner_label
+
+    entries = _entries(raw_list, "planners", problems)
+    if entries and "matching" not in tasks:
+        problems.append("planners: listed, but the suite's tasks have no 'matching'; add matching to tasks "
+                        "or drop planners")
+    if "matching" in tasks and not entries:
+        problems.append("tasks: 'matching' needs planners, e.g. planners: [{name: dual, alpha: 0.01, beta: 0.001}]")
+    comps: list[Component] = []
+    for n, (pn, pp) in enumerate(entries):
+        where = f"planners[{n}] {pn!r}"
+        for comp in _expand("planner", pn, pp, registry, where, problems):
+            try:
+                registry.get("planner", pn).factory(**comp.params)
+            except ConfigError as exc:
+                problems.extend(f"planners[{n}]: {p}" for p in exc.problems if f"planners[{n}]: {p}" not in problems)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{where}: {exc}")
+            comps.append(comp)
+    keys = {k for c in comps for k in c.params}
+    varying = {k for k in keys if len({json.dumps(c.params[k], default=str) for c in comps if k in c.params}) > 1}
+    out = [{"name": c.name, "params": c.params, "label": planner_label(c.name, c.params, varying & set(c.params))}
+           for c in comps]
+    labels = [o["label"] for o in out]
+    for label in sorted({x for x in labels if labels.count(x) > 1}):
+        problems.append(f"planners: {label!r} is listed twice with the same parameters; drop the duplicate")
+    return out

@@ -93,11 +93,11 @@ def test_every_registered_model_fits_and_ranks_on_the_tiny_world(name):
     reg = Registry.load()
     spec = reg.get("model", name)
     ds = reg.create("dataset", "synthetic", n_users=80, n_items=30, days=30.0)
-    split = reg.create("split", "temporal", horizon=7).split(ds, 0)
+    split = reg.create("split", "temporal", horizon=7, calibration=7).split(ds, 0)  # calibrated priors need one
     params = {"epochs": 1} if "epochs" in spec.schema.names() else {}
     model = reg.create("model", name, **params)
     loss = reg.create("loss", spec.default_loss) if spec.default_loss else None
-    model.fit(split.train, loss, FitContext(seed=0, device=torch.device("cpu"), dataset=ds))
+    model.fit(split.train, loss, FitContext(seed=0, device=torch.device("cpu"), dataset=ds, extra={"split": split}))
     src = ScoreSource(model, split.test, split.n_items, torch.device("cpu"))
     metrics = {"ndcg": reg.get("metric", "ndcg")}
     for task in set(spec.tasks) & {"itemrec", "userrec"}:

@@ -1,0 +1,97 @@
+"""Scores against a dataset's known truth: Spearman rank correlations over (user-state, item) pairs.
+
+Method-agnostic: it needs only the dataset's `truth` object (duck-typed; the synthetic world's `WorldTruth`),
+the evaluation states and a `ScoreSource`. Pairs are a seeded sample of at most `max_states` evaluation
+states (state s stands for its user u = states.user[s]) crossed with at most `max_items` items. Metrics:
+
+- `truth/spearman_joint`, `truth/spearman_item_given_user`, `truth/spearman_user_given_item`,
+  `truth/spearman_pmi`: pooled over all sampled pairs, against log p(u, i), log p(i|u), log p(u|i) and the PMI
+  log p(u, i)/(p(u)p(i));
+- `truth/spearman_intensity` (models whose `score_kind` is intensity or log_intensity): against the true
+  λ(x, y) of each state (`truth.pair_intensity(states)`);
+- within-query averages, because a conditional is only identified up to a per-query shift (a row softmax leaves
+  φ(u, i) + f(u) free, a column softmax φ + g(i)): `truth/spearman_item_given_user_per_state` and
+  `truth/spearman_pmi_per_state` (items ranked per state, averaged over states; within a state log p(u, i)
+  and log p(i|u) rank alike), `truth/spearman_user_given_item_per_item` and `truth/spearman_pmi_per_item`
+  (states ranked per item, averaged over items). Queries whose scores or truth are constant are left out.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from .splits import UserStates
+
+_FLOOR = 1e-300
+POOLED = {"joint": "log_joint", "item_given_user": "log_item_given_user",
+          "user_given_item": "log_user_given_item", "pmi": "pmi"}
+
+
+def subset_states(states: UserStates, rows: np.ndarray) -> UserStates:
+    """states[rows], histories included."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lo, hi = states.hist_ptr[rows], states.hist_ptr[rows + 1]
+    ptr = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
+    idx = np.repeat(lo - ptr[:-1], hi - lo) + np.arange(ptr[-1])
+    return UserStates(user=states.user[rows], time=states.time[rows], hist_ptr=ptr,
+                      hist_item=states.hist_item[idx], hist_time=states.hist_time[idx])
+
+
+def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of matching rows (nan where a row is constant)."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho of two equally long vectors (average ranks for ties), nan if either is constant."""
+    return float(_pearson_rows(rankdata(np.ravel(x))[None, :], rankdata(np.ravel(y))[None, :])[0])
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row of x with the same row of y (nan for constant rows)."""
+    return _pearson_rows(rankdata(x, axis=1), rankdata(y, axis=1))
+
+
+def _nanmean(v: np.ndarray) -> float:
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed: int = 0,
+                  max_states: int = 2000, max_items: int = 2000) -> dict[str, float]:
+    """The `truth/*` metrics of one fitted model's scores (empty when the dataset has no truth)."""
+    truth = getattr(dataset, "truth", None)
+    states = evalset.states
+    if truth is None or len(states) == 0:
+        return {}
+    rng = np.random.default_rng([seed, 7])
+    n_items = source.n_items
+    rows = np.arange(len(states)) if len(states) <= max_states else np.sort(rng.choice(len(states), max_states, replace=False))
+    items = np.arange(n_items) if n_items <= max_items else np.sort(rng.choice(n_items, max_items, replace=False))
+    scores = source.pair_scores(np.broadcast_to(rows[:, None], (len(rows), len(items))),
+                                np.broadcast_to(items[None, :], (len(rows), len(items)))).astype(np.float64)
+    users = np.asarray(states.user, dtype=np.int64)[rows]
+    out: dict[str, float] = {"truth/n_pairs": float(scores.size)}
+    targets: dict[str, np.ndarray] = {}
+    for name, attr in POOLED.items():
+        fn = getattr(truth, attr, None)
+        if fn is not None:
+            targets[name] = np.asarray(fn())[users][:, items]
+    if score_kind in ("intensity", "log_intensity") and hasattr(truth, "pair_intensity"):
+        lam = np.asarray(truth.pair_intensity(subset_states(states, rows)))[:, items]
+        targets["intensity"] = np.log(np.maximum(lam, _FLOOR))
+    for name, t in targets.items():
+        out[f"truth/spearman_{name}"] = spearman(scores, t)
+    for name in ("item_given_user", "pmi"):
+        if name in targets:
+            out[f"truth/spearman_{name}_per_state"] = _nanmean(spearman_rows(scores, targets[name]))
+    for name in ("user_given_item", "pmi"):
+        if name in targets and len(rows) > 1:
+            out[f"truth/spearman_{name}_per_item"] = _nanmean(spearman_rows(scores.T, targets[name].T))
+    return out

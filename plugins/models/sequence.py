@@ -1,0 +1,298 @@
+"""Sequential item recommenders `rnn` (GRU4Rec-style) and `sasrec` (Kang & McAuley's self-attention), and their
+recurrent-intensity variants (RIM, Sec. 3): `rnn_pop`, `rnn_hawkes`, `rnn_hp`, `sasrec_pop`, `sasrec_hawkes`,
+`sasrec_hp`.
+
+Item model (RIM Eq. 1): p(y | x) = softmax_y(w_yᵀ h(x) + b_y), with h(x) the encoder's output after the last item of
+the state's *own* history (its last `max_len` items; a begin-of-sequence token when the whole history fits), so
+states of users never seen in training are scored from their histories. Encoders: a one-layer GRU over item
+embeddings (`rnn`), or `n_layers` causal pre-norm Transformer blocks with learned positions (`sasrec`).
+
+Training (vectorised, no loop over users): every training user's time-ordered sequence [BOS, i_1, ..., i_n] is cut
+from its end into windows of `max_len` inputs; each window predicts the next item at every position (i_1..i_n as
+targets — "many-to-many", so an epoch costs one pass over the events rather than one per prefix), windows are
+right-padded into one tensor and shuffled into batches; the loss is the full softmax cross-entropy over all items;
+Adam. A window's context starts at its own beginning.
+
+Scores. `rnn` / `sasrec` give log p(y | x) (score_kind `logit`: a normalised log-softmax, so user targeting ranks
+states by p(y | x) alone — the "no prior" baseline of the paper). The intensity variants give
+log λ(x, y) = log λ(x) + log p(y | x) (Eq. 5; score_kind `log_intensity`) with the prior λ(x) of
+`plugins/models/intensity.py`: `_pop` max(0.01, history length), `_hawkes` a sum-of-exponential-kernels Hawkes
+process fitted by maximum likelihood, `_hp` the Hawkes-Poisson calibration of Eq. 7 (needs `temporal` with
+`calibration`). Everything is exposed as factors [h(x), 1, c(x)]·[w_y, b_y, 1] with
+c(x) = log λ(x) − logsumexp_y(w_yᵀh(x) + b_y), so the harness ranks both tasks in blocks.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from harness import hookimpl
+from harness.errors import DataError
+from harness.model import Model
+from harness.schema import Param
+from harness.specs import ModelSpec
+from harness.splits import UserStates
+
+from .intensity import HawkesPoissonPrior, HawkesPrior, PopPrior
+
+
+# --------------------------------------------------------------------------------------------- sequence tensors
+
+def windows(ptr: np.ndarray, items: np.ndarray, max_len: int, bos: int):
+    """Training windows of sequences items[ptr[k]:ptr[k+1]] (dense ids 0..n-1).
+
+    Token ids are item + 1 (0 = padding, `bos` = begin-of-sequence). Sequence k becomes inputs
+    [bos, i_1, ..., i_{n-1}] and targets [i_1, ..., i_n], cut from the end into windows of `max_len`.
+    Returns (inputs [W, L] long, targets [W, L] long with -1 at padding)."""
+    ptr = np.asarray(ptr, np.int64)
+    lens = np.diff(ptr)
+    lens_k = lens[lens > 0]
+    starts = ptr[:-1][lens > 0]
+    n_win = -(-lens_k // max_len)
+    seq = np.repeat(np.arange(len(lens_k)), n_win)
+    k_from_end = np.arange(n_win.sum()) - np.repeat(np.cumsum(n_win) - n_win, n_win)
+    hi = lens_k[seq] - k_from_end * max_len          # target positions [lo, hi) within the sequence
+    lo = np.maximum(hi - max_len, 0)
+    width = hi - lo
+    pos = lo[:, None] + np.arange(max_len)[None, :]
+    valid = np.arange(max_len)[None, :] < width[:, None]
+    flat = starts[seq][:, None] + pos
+    tgt = np.where(valid, items[np.minimum(flat, len(items) - 1)], -1)
+    prev = flat - 1
+    inp = np.where(pos == 0, bos, items[np.clip(prev, 0, len(items) - 1)] + 1)
+    inp = np.where(valid, inp, 0)
+    return torch.as_tensor(inp, dtype=torch.long), torch.as_tensor(tgt, dtype=torch.long)
+
+
+def state_inputs(states: UserStates, rows: np.ndarray, max_len: int, bos: int):
+    """Right-padded inputs [len(rows), L] of the last max_len tokens of [bos, history] and their lengths."""
+    rows = np.asarray(rows, np.int64)
+    ptr = np.asarray(states.hist_ptr, np.int64)
+    n_hist = ptr[rows + 1] - ptr[rows]
+    n_tok = np.minimum(n_hist + 1, max_len)               # tokens incl. bos if it fits
+    first = ptr[rows + 1] - n_tok                           # first history index used (ptr[rows]-1 means bos)
+    j = np.arange(max_len)[None, :]
+    idx = first[:, None] + j
+    valid = j < n_tok[:, None]
+    is_bos = idx < ptr[rows][:, None]
+    hist = np.asarray(states.hist_item, np.int64)
+    hist = hist if len(hist) else np.zeros(1, np.int64)
+    tok = np.where(is_bos, bos, hist[np.clip(idx, 0, len(hist) - 1)] + 1)
+    tok = np.where(valid, tok, 0)
+    return torch.as_tensor(tok, dtype=torch.long), torch.as_tensor(n_tok, dtype=torch.long)
+
+
+# --------------------------------------------------------------------------------------------- encoders
+
+class GRUEncoder(nn.Module):
+    def __init__(self, n_tokens: int, d: int, hidden: int, dropout: float):
+        super().__init__()
+        self.emb = nn.Embedding(n_tokens, d, padding_idx=0)
+        self.drop = nn.Dropout(dropout)
+        self.gru = nn.GRU(d, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, d)
+
+    def forward(self, tok):  # [B, L] -> [B, L, d]; right padding never reaches a real position
+        h, _ = self.gru(self.drop(self.emb(tok)))
+        return self.out(self.drop(h))
+
+
+class SASEncoder(nn.Module):
+    def __init__(self, n_tokens: int, d: int, max_len: int, n_layers: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.emb = nn.Embedding(n_tokens, d, padding_idx=0)
+        self.pos = nn.Embedding(max_len, d)
+        self.drop = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(d, n_heads, dim_feedforward=d, dropout=dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.register_buffer("causal", torch.triu(torch.full((max_len, max_len), float("-inf")), 1), persistent=False)
+
+    def forward(self, tok):  # right padding + causal mask: real positions attend to real positions only
+        L = tok.shape[1]
+        x = self.emb(tok) * math.sqrt(self.emb.embedding_dim) + self.pos.weight[:L][None]
+        x = self.blocks(self.drop(x), mask=self.causal[:L, :L], is_causal=True)
+        return self.norm(x)
+
+
+# --------------------------------------------------------------------------------------------- item model
+
+class SequenceRecommender(Model):
+    """p(y | x) = softmax(w_yᵀh(x) + b_y) from a GRU or self-attention encoder; scores log p(y | x)."""
+
+    score_kind = "logit"
+
+    def __init__(self, arch="gru", factors=64, hidden=128, max_len=50, n_layers=2, n_heads=1, dropout=0.2,
+                 epochs=20, lr=0.003, batch_size=256, weight_decay=0.0, block=2048):
+        if arch not in ("gru", "sasrec"):
+            raise ValueError(f"arch must be gru or sasrec, got {arch!r}")
+        self.arch, self.d, self.hidden, self.max_len = arch, factors, hidden, max_len
+        self.n_layers, self.n_heads, self.dropout = n_layers, n_heads, dropout
+        self.epochs, self.lr, self.batch_size, self.weight_decay, self.block = epochs, lr, batch_size, weight_decay, block
+
+    def _build(self, n_items: int):
+        n_tok = n_items + 2
+        if self.arch == "gru":
+            enc = GRUEncoder(n_tok, self.d, self.hidden, self.dropout)
+        else:
+            enc = SASEncoder(n_tok, self.d, self.max_len, self.n_layers, self.n_heads, self.dropout)
+        self.encoder = enc
+        self.W = nn.Parameter(torch.randn(n_items, self.d) * (1.0 / math.sqrt(self.d)))
+        self.b = nn.Parameter(torch.zeros(n_items))
+
+    def fit(self, train, loss, ctx):
+        if len(train) == 0:
+            raise DataError(f"{self.arch}: no training events")
+        torch.manual_seed(ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        self.n_items, self.bos = train.n_items, train.n_items + 1
+        self._build(self.n_items)
+        order = train.order
+        users = train.user[order]
+        ptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=train.n_users))]).astype(np.int64)
+        inp, tgt = windows(ptr, train.item[order], self.max_len, self.bos)
+        params = list(self.encoder.parameters()) + [self.W, self.b]
+        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        n = len(inp)
+        lengths = (tgt >= 0).sum(1)
+        self.epoch_times = []
+        for epoch in range(self.epochs):
+            t0 = time.perf_counter()
+            self.encoder.train()
+            perm = torch.randperm(n, generator=gen)
+            total, count = 0.0, 0
+            for lo in range(0, n, self.batch_size):
+                sel = perm[lo:lo + self.batch_size]
+                L = min(self.max_len, -(-int(lengths[sel].max()) // 16) * 16)  # few distinct shapes
+                x, y = inp[sel, :L], tgt[sel, :L]
+                h = self.encoder(x)
+                m = y >= 0
+                logits = h[m] @ self.W.T + self.b
+                out = F.cross_entropy(logits, y[m], reduction="sum")
+                opt.zero_grad(set_to_none=True)
+                (out / int(m.sum())).backward()
+                opt.step()
+                total += float(out.detach())
+                count += int(m.sum())
+            self.epoch_times.append(time.perf_counter() - t0)
+            ctx.log_metric("train/loss", total / max(count, 1), epoch)
+            ctx.log_metric("time/epoch_s", self.epoch_times[-1], epoch)
+            ctx.progress(epoch + 1, self.epochs)
+        self.encoder.eval()
+
+    @torch.no_grad()
+    def represent(self, states: UserStates, rows: np.ndarray | None = None):
+        """(h(x) [n, d], logsumexp_y(w_yᵀh + b_y) [n]) for states[rows], in blocks of `block` states."""
+        rows = np.arange(len(states)) if rows is None else np.asarray(rows, np.int64)
+        hs, lses = [], []
+        for lo in range(0, len(rows), self.block):
+            tok, n_tok = state_inputs(states, rows[lo:lo + self.block], self.max_len, self.bos)
+            L = int(n_tok.max()) if len(n_tok) else 1
+            out = self.encoder(tok[:, :max(L, 1)])
+            h = out[torch.arange(len(tok)), n_tok - 1]
+            hs.append(h)
+            lses.append(torch.logsumexp(h @ self.W.T + self.b, dim=1))
+        if not hs:
+            return torch.zeros((0, self.d)), torch.zeros(0)
+        return torch.cat(hs), torch.cat(lses)
+
+    def log_item_probs(self, states: UserStates, rows: np.ndarray | None = None) -> torch.Tensor:
+        """log p(y | x) [n, n_items] (for checks; the ranking engine uses `factors`)."""
+        h, lse = self.represent(states, rows)
+        with torch.no_grad():
+            return h @ self.W.T + self.b - lse[:, None]
+
+    def log_prior(self, states: UserStates) -> np.ndarray:
+        return np.zeros(len(states))
+
+    def factors(self, states):
+        h, lse = self.represent(states)
+        c = torch.as_tensor(self.log_prior(states), dtype=torch.float32) - lse
+        n = len(h)
+        with torch.no_grad():
+            return (torch.cat([h, torch.ones(n, 1), c[:, None]], 1),
+                    torch.cat([self.W.detach(), self.b.detach()[:, None], torch.ones(self.n_items, 1)], 1))
+
+
+class IntensityRecommender(SequenceRecommender):
+    """λ(x, y) = λ(x)·p(y | x) (Eq. 5): a sequence model's p(y | x) times a user-intensity prior; scores log λ(x, y)."""
+
+    score_kind = "log_intensity"
+
+    def __init__(self, prior="pop", **kw):
+        prior_kw = {k: kw.pop(k) for k in list(kw) if k in _PRIOR_KEYS}
+        super().__init__(**kw)
+        self.prior = PRIORS[prior][0](**prior_kw)
+
+    def fit(self, train, loss, ctx):
+        self.prior.fit(train, ctx)   # first: a prior that cannot be fitted (no calibration window) fails fast
+        super().fit(train, loss, ctx)
+
+    def log_prior(self, states):
+        return self.prior.log_intensity(states)
+
+
+_PRIOR_KEYS = {"n_kernels", "min_scale", "max_scale", "horizon", "onset", "C", "backend", "l2", "floor"}
+
+
+# --------------------------------------------------------------------------------------------- registration
+
+SEQ_PARAMS = (
+    Param("factors", "int", 64, "item embedding / output dimension d", low=1, high=4096),
+    Param("max_len", "int", 50, "history items the encoder reads (training windows have this length)", low=1,
+          high=4096),
+    Param("dropout", "float", 0.2, "dropout on embeddings and hidden states", low=0.0, high=0.95),
+    Param("epochs", "int", 20, "passes over the training windows", low=1),
+    Param("lr", "float", 0.003, "Adam learning rate", low=0.0, high=10.0),
+    Param("batch_size", "int", 256, "training windows per step", low=1),
+    Param("weight_decay", "float", 0.0, "Adam weight decay", low=0.0),
+)
+GRU_PARAMS = (Param("hidden", "int", 128, "GRU hidden size", low=1, high=8192),)
+SAS_PARAMS = (Param("n_layers", "int", 2, "self-attention blocks", low=1, high=64),
+              Param("n_heads", "int", 1, "attention heads (must divide factors)", low=1, high=64))
+HAWKES_PARAMS = (
+    Param("n_kernels", "int", 50, "R exponential kernels of the Hawkes prior", low=1, high=1000),
+    Param("min_scale", "float", 1e-6, "smallest kernel time constant, in horizons", low=1e-12),
+    Param("max_scale", "float", 10.0, "largest kernel time constant, in horizons", low=1e-12),
+    Param("horizon", "float", None, "time unit of the Hawkes fit in days (null: the split's horizon, else 1 day)",
+          low=1e-9, nullable=True),
+    Param("onset", "bool", True, "times from each user's first event, which excites through its own kernels"),
+    Param("C", "float", 1e3, "inverse L2 penalty of the maximum-likelihood fit (tick's C)", low=1e-12),
+    Param("backend", "str", "numpy", "numpy (our L-BFGS-B fit) or tick (HawkesSumExpKern; needs tick + numpydoc)",
+          choices=("numpy", "tick")),
+)
+HP_PARAMS = HAWKES_PARAMS + (Param("l2", "float", 1e-3, "L2 penalty on softplus(w) of the Poisson calibration",
+                                   low=0.0),)
+POP_PARAMS = (Param("floor", "float", 0.01, "λ(x) = max(floor, history length)", low=1e-12),)
+
+PRIORS = {"pop": (PopPrior, POP_PARAMS, "λ(x) = max(0.01, history length) (RNN-Pop)"),
+          "hawkes": (HawkesPrior, HAWKES_PARAMS, "λ(x) from a 50-kernel Hawkes process fitted by maximum likelihood"),
+          "hp": (HawkesPoissonPrior, HP_PARAMS,
+                 "λ(x) = Hawkes states · softplus(w) calibrated on the calibration window (Eq. 7; temporal split "
+                 "with calibration)")}
+ARCHS = {"rnn": ("gru", GRU_PARAMS, "GRU4Rec-style"), "sasrec": ("sasrec", SAS_PARAMS, "SASRec self-attention")}
+
+
+def _factory(arch: str, prior: str | None):
+    if prior is None:
+        return functools.partial(SequenceRecommender, arch=ARCHS[arch][0])
+    return functools.partial(IntensityRecommender, arch=ARCHS[arch][0], prior=prior)
+
+
+@hookimpl
+def register_models(register):
+    for name, (arch, arch_params, what) in ARCHS.items():
+        register(ModelSpec(
+            name=name, factory=_factory(name, None), params=SEQ_PARAMS + arch_params,
+            description=f"{what} next-item model: scores log p(y|x) = log softmax(w_y·h(x) + b_y) from x's history"))
+        for prior, (_, prior_params, pwhat) in PRIORS.items():
+            register(ModelSpec(
+                name=f"{name}_{prior}", factory=_factory(name, prior), params=SEQ_PARAMS + arch_params + prior_params,
+                description=f"RIM: log λ(x,y) = log λ(x) + log p(y|x) ({what}); {pwhat}"))

@@ -1,0 +1,262 @@
+"""`two_tower`: UniMatch's two-tower model (Sec. III-B) — one model for item recommendation and user targeting.
+
+User tower: the user-state's behaviour sequence (its last `max_len` history items, time order) goes through the
+item embedding table it shares with the item tower, a context extractor (`none` = YouTube-DNN, `cnn` = one
+same-padded 1-D convolution of width 3, `gru`, `lstm`, `transformer` = one encoder layer with learned
+positions) and an aggregator (`mean`, `last`, `max`, `attention` = softmax-weighted sum with a learned query),
+padding masked throughout. An empty history is the single token BOS. Item tower: the item's embedding.
+Output φ(u, i) = cos(u, i)/τ (Eq. 13), exposed as factors (u/|u|/τ, i/|i|) so the engine ranks in blocks.
+
+Training pairs are the training events: (state = the user's events strictly before the event, item). Losses:
+contract `in_batch` (Eq. 10 family: logits = the B x B matrix φ(u_a, i_b) of a batch, with the empirical log
+marginals log p̂(u), log p̂(i) of the whole training data) or `sampled` (ssm / bce_neg: the loss's
+`NegativePlan` says what to draw; a negative *user* u' is one of u''s training states, drawn uniformly, so
+p_n ∝ p̂(u) is exactly "a random training event's state"). See plugins/losses/inbatch.py.
+
+Incremental training (Sec. III-B3, `incremental: true`): the training events are cut into consecutive windows
+of `window_days` (the last one ends at the last training event); windows are consumed in time order, `epochs`
+passes over each (shuffled within the window), the parameters carried from one window to the next. With
+`incremental: false`, `epochs` passes over all training pairs, shuffled.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from harness import hookimpl
+from harness.errors import ConfigError
+from harness.model import Model
+from harness.schema import Param
+from harness.specs import ModelSpec
+
+EXTRACTORS = ("none", "cnn", "gru", "lstm", "transformer")
+AGGREGATORS = ("mean", "last", "max", "attention")
+
+
+# ------------------------------------------------------------------------------------------- sequences
+
+def _time_rank_key(user: np.ndarray, time: np.ndarray) -> np.ndarray:
+    grid = np.unique(time)
+    return user.astype(np.int64) * np.int64(len(grid) + 1) + np.searchsorted(grid, time)
+
+
+def _last_items(items_sorted: np.ndarray, start: np.ndarray, end: np.ndarray, max_len: int, bos: int, pad: int):
+    """For each query q, the items items_sorted[max(start, end-L):end] right-padded to L; empty -> [BOS].
+    Returns (seq [n, L] int64, lengths [n] int64)."""
+    n_hist = np.minimum(end - start, max_len)
+    lo = end - n_hist
+    pos = lo[:, None] + np.arange(max_len)[None, :]
+    valid = np.arange(max_len)[None, :] < n_hist[:, None]
+    seq = np.where(valid, items_sorted[np.minimum(pos, max(len(items_sorted) - 1, 0))] if len(items_sorted)
+                   else pad, pad)
+    empty = n_hist == 0
+    seq[empty, 0] = bos
+    return seq.astype(np.int64), np.maximum(n_hist, 1).astype(np.int64)
+
+
+def training_sequences(train, max_len: int, bos: int, pad: int):
+    """Every training event as (user, item, time, history before it): events in (user, time) order.
+    History = the user's events with a strictly earlier time (ties never see each other)."""
+    order = train.order
+    user, item, time = train.user[order], train.item[order], train.time[order]
+    key = _time_rank_key(user, time)
+    first = np.searchsorted(key, key, side="left")          # first event of the same (user, time)
+    ustart = np.searchsorted(user, user, side="left")       # first event of the user
+    seq, lengths = _last_items(item, ustart, first, max_len, bos, pad)
+    return user, item, time, seq, lengths
+
+
+def state_sequences(states, max_len: int, bos: int, pad: int):
+    ptr = np.asarray(states.hist_ptr, dtype=np.int64)
+    return _last_items(np.asarray(states.hist_item, dtype=np.int64), ptr[:-1], ptr[1:], max_len, bos, pad)
+
+
+# ------------------------------------------------------------------------------------------- network
+
+class UserTower(nn.Module):
+    def __init__(self, n_items: int, dim: int, max_len: int, extractor: str, aggregator: str, n_users: int = 0):
+        super().__init__()
+        self.user_emb = nn.Embedding(n_users, dim) if n_users else None
+        if self.user_emb is not None:
+            nn.init.normal_(self.user_emb.weight, std=0.1)
+        self.pad = n_items + 1
+        self.emb = nn.Embedding(n_items + 2, dim, padding_idx=self.pad)   # items, BOS, PAD (shared with items)
+        nn.init.normal_(self.emb.weight, std=0.1)
+        with torch.no_grad():
+            self.emb.weight[self.pad].zero_()
+        self.extractor, self.aggregator = extractor, aggregator
+        if extractor == "cnn":
+            self.ctx = nn.Conv1d(dim, dim, kernel_size=3, padding=1)
+        elif extractor == "gru":
+            self.ctx = nn.GRU(dim, dim, batch_first=True)
+        elif extractor == "lstm":
+            self.ctx = nn.LSTM(dim, dim, batch_first=True)
+        elif extractor == "transformer":
+            heads = next(h for h in (4, 2, 1) if dim % h == 0)
+            self.ctx = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True)
+            self.pos = nn.Parameter(torch.randn(max_len, dim) * 0.02)
+        if aggregator == "attention":
+            self.query = nn.Parameter(torch.randn(dim) * 0.1)
+
+    def forward(self, seq: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.sequence(seq, lengths)
+        return h if self.user_emb is None else h + self.user_emb(users)
+
+    def sequence(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = torch.arange(seq.shape[1], device=seq.device)[None, :] < lengths[:, None]   # [B, L]
+        h = self.emb(seq)
+        if self.extractor == "cnn":
+            h = torch.relu(self.ctx((h * mask[..., None]).transpose(1, 2))).transpose(1, 2)
+        elif self.extractor in ("gru", "lstm"):
+            packed = nn.utils.rnn.pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            h, _ = self.ctx(packed)
+            h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=seq.shape[1])
+        elif self.extractor == "transformer":
+            h = self.ctx(h + self.pos[None, :h.shape[1]], src_key_padding_mask=~mask)
+        m = mask[..., None].to(h.dtype)
+        if self.aggregator == "mean":
+            return (h * m).sum(1) / lengths[:, None].to(h.dtype)
+        if self.aggregator == "last":
+            return h[torch.arange(len(h), device=h.device), lengths - 1]
+        if self.aggregator == "max":
+            return h.masked_fill(~mask[..., None], -torch.inf).max(1).values
+        w = (h @ self.query).masked_fill(~mask, -torch.inf).softmax(1)
+        return (w[..., None] * h).sum(1)
+
+
+# ------------------------------------------------------------------------------------------- model
+
+class TwoTower(Model):
+    score_kind = "logit"
+
+    def __init__(self, dim=16, tau=0.2, max_len=20, batch_size=256, epochs=5, lr=0.005,
+                 extractor="none", aggregator="mean", incremental=False, window_days=30.0, user_id=False):
+        self.dim, self.tau, self.max_len, self.batch_size = dim, tau, max_len, batch_size
+        self.epochs, self.lr, self.extractor, self.aggregator = epochs, lr, extractor, aggregator
+        self.incremental, self.window_days, self.user_id = incremental, window_days, user_id
+
+    # -------------------------------------------------------------------------------------- fit
+    def fit(self, train, loss, ctx):
+        contract = getattr(loss, "contract", None)
+        if contract not in ("in_batch", "sampled"):
+            raise ConfigError(f"model 'two_tower' trains with an in_batch or sampled loss (e.g. bbcnce, ssm, bce_neg), "
+                              f"got {type(loss).__name__ if loss is not None else None} (contract {contract!r})")
+        if len(train) == 0:
+            raise ConfigError("model 'two_tower': the training data is empty; move the split's cut later")
+        dev = ctx.device
+        gen = torch.Generator().manual_seed(ctx.seed)
+        torch.manual_seed(ctx.seed)
+        n_items = train.n_items
+        self.bos, self.pad = n_items, n_items + 1
+        self.net = UserTower(n_items, self.dim, self.max_len, self.extractor, self.aggregator,
+                             train.n_users if self.user_id else 0).to(dev)
+        user, item, time, seq, lengths = training_sequences(train, self.max_len, self.bos, self.pad)
+        n = len(user)
+        log_pu_all = torch.as_tensor(np.log(np.maximum(train.user_counts, 1) / n), dtype=torch.float32, device=dev)
+        log_pi_all = torch.as_tensor(np.log(np.maximum(train.item_counts, 1) / n), dtype=torch.float32, device=dev)
+        t_seq, t_len = torch.as_tensor(seq, device=dev), torch.as_tensor(lengths, device=dev)
+        t_user, t_item = torch.as_tensor(user, device=dev), torch.as_tensor(item, device=dev)
+        plan = loss.plan(train.user_counts, train.item_counts) if contract == "sampled" else None
+        if plan is not None:
+            q_item = torch.as_tensor(plan.q_item, dtype=torch.float32)
+            log_q_item = torch.log(q_item.clamp_min(1e-30)).to(dev)
+            if plan.q_user is not None:
+                q_user = torch.as_tensor(plan.q_user, dtype=torch.float32)
+                ustart = torch.as_tensor(np.searchsorted(user, np.arange(train.n_users)), device=dev)
+                ucount = torch.as_tensor(train.user_counts, device=dev)
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+
+        if self.incremental:
+            w = self.window_days * train.per_day
+            t_end = float(time.max())
+            # windows (t_end - (k+1)w, t_end - kw], consumed oldest first
+            k = np.floor((t_end - time) / w).astype(np.int64)
+            windows = [np.flatnonzero(k == j) for j in range(int(k.max()), -1, -1)]
+            windows = [wi for wi in windows if len(wi)]
+        else:
+            windows = [np.arange(n)]
+        total_steps, step = len(windows) * self.epochs, 0
+        self.net.train()
+        for wi in windows:
+            idx_all = torch.as_tensor(wi)
+            for _ in range(self.epochs):
+                perm = idx_all[torch.randperm(len(idx_all), generator=gen)].to(dev)
+                tot, cnt = 0.0, 0
+                for s in range(0, len(perm), self.batch_size):
+                    b = perm[s:s + self.batch_size]
+                    if len(b) < 2 and contract == "in_batch":
+                        continue
+                    u = F.normalize(self.net(t_seq[b], t_len[b], t_user[b]), dim=1)
+                    v = F.normalize(self.net.emb(t_item[b]), dim=1)
+                    if contract == "in_batch":
+                        out = loss((u @ v.T) / self.tau, log_pu_all[t_user[b]], log_pi_all[t_item[b]])
+                    else:
+                        pos = (u * v).sum(1) / self.tau
+                        if plan.paired:
+                            nu = torch.multinomial(q_user, len(b), replacement=True, generator=gen).to(dev)
+                            r = ustart[nu] + (torch.rand(len(b), generator=gen).to(dev) * ucount[nu]).long()
+                            ni = torch.multinomial(q_item, len(b), replacement=True, generator=gen).to(dev)
+                            un = F.normalize(self.net(t_seq[r], t_len[r], t_user[r]), dim=1)
+                            vn = F.normalize(self.net.emb(ni), dim=1)
+                            out = loss(pos, (un * vn).sum(1) / self.tau, None)
+                        else:
+                            ni = torch.multinomial(q_item, plan.k, replacement=True, generator=gen).to(dev)
+                            neg = (u @ F.normalize(self.net.emb(ni), dim=1).T) / self.tau
+                            neg = neg.masked_fill(ni[None, :] == t_item[b][:, None], -torch.inf)  # accidental hits
+                            out = loss(pos, neg, log_q_item[ni], log_q_item[t_item[b]])
+                    opt.zero_grad(set_to_none=True)
+                    out.backward()
+                    opt.step()
+                    tot += float(out.detach()) * len(b)
+                    cnt += len(b)
+                ctx.log_metric("train/loss", tot / max(cnt, 1), step)
+                step += 1
+                ctx.progress(step, total_steps)
+        self.net.eval()
+        self.n_pairs_seen = sum(len(wi) for wi in windows) * self.epochs
+        with torch.no_grad():
+            if self.net.user_emb is not None:  # users without training events keep no personal vector
+                self.net.user_emb.weight[torch.as_tensor(train.user_counts == 0, device=dev)] = 0.0
+            self.item_vecs = F.normalize(self.net.emb.weight[:n_items], dim=1)
+
+    # -------------------------------------------------------------------------------------- scores
+    @torch.no_grad()
+    def user_vectors(self, states, block: int = 8192) -> torch.Tensor:
+        seq, lengths = state_sequences(states, self.max_len, self.bos, self.pad)
+        dev = self.item_vecs.device
+        users = torch.as_tensor(np.asarray(states.user, dtype=np.int64), device=dev)
+        out = [F.normalize(self.net(torch.as_tensor(seq[s:s + block], device=dev),
+                                    torch.as_tensor(lengths[s:s + block], device=dev), users[s:s + block]), dim=1)
+               for s in range(0, len(seq), block)]
+        return torch.cat(out) if out else torch.zeros(0, self.dim, device=dev)
+
+    def factors(self, states):
+        return self.user_vectors(states) / self.tau, self.item_vecs
+
+
+@hookimpl
+def register_models(register):
+    register(ModelSpec(
+        name="two_tower", factory=TwoTower, contracts=("in_batch", "sampled"), default_loss="bbcnce",
+        description="UniMatch two-tower: sequence user encoder sharing the item table, φ = cos(u, i)/τ (Eq. 13); "
+                    "in-batch (bbcNCE, ...) or sampled (SSM, BCE) losses; incremental or shuffled training",
+        params=(
+            Param("dim", "int", 16, "embedding dimension d", low=1, high=4096),
+            Param("tau", "float", 0.2, "temperature τ in φ = cos(u, i)/τ", low=1e-3, high=100.0),
+            Param("max_len", "int", 20, "history items per user-state (the most recent)", low=1, high=4096),
+            Param("batch_size", "int", 256, "positive pairs per step (the in-batch negatives)", low=2),
+            Param("epochs", "int", 5, "passes over the training pairs (per window when incremental)", low=1),
+            Param("lr", "float", 0.005, "Adam learning rate", low=0.0, high=10.0),
+            Param("extractor", "str", "none", "context extractor: none (YouTube-DNN), cnn, gru, lstm, transformer",
+                  choices=EXTRACTORS),
+            Param("aggregator", "str", "mean", "sequence aggregator", choices=AGGREGATORS),
+            Param("incremental", "bool", False, "consume training windows in time order (UniMatch III-B3) "
+                                                "instead of shuffling all pairs"),
+            Param("window_days", "float", 30.0, "window length for incremental training, in days", low=1e-9),
+            Param("user_id", "bool", False, "add a learned user-id embedding to the sequence representation (the user_id "
+                                            "of Table IV's records; lets φ carry per-user terms such as log p̂(u))"),
+        )))

@@ -1,0 +1,1 @@
+"""Built-in planners (matching task): `topk`, `greedy`, `dual` (offline and online)."""

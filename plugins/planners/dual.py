@@ -1,0 +1,254 @@
+"""Planner `dual` (RIM Section 4, Algorithm 1): dual variables v_y for the items, learned on a set of
+user-states, modify the scores so that every state's top-K of lambda_xy - v_y meets the items'
+exposure constraints.
+
+The linear relaxation of RIM Eq. 9,
+    max_pi E_xy[lambda_xy pi_xy]  s.t.  E_y[pi_xy] <= alpha,  beta <= E_x[pi_xy] <= beta_max,  0 <= pi <= 1,
+regularised by eps·E_xy[H(pi_xy)], has the primal solution pi = sigmoid((lambda - u_x - v_y) / eps)
+(Eq. 12), and the dual's gradients are the constraint residuals (Eq. 13). Algorithm 1 alternates:
+- u-step: for every state x, find the root of E_y[pi_xy] = alpha given v; project to u_x >= 0;
+- v-step: for every item y, find the root of E_x[pi_xy] = beta over the batch's states given u; project
+  to v_y <= 0 (and, with beta_max, the root of E_x[pi_xy] = beta_max projected to >= 0; v is their sum);
+- step v <- (1 - gamma) v + gamma v' (a running average over user batches; gamma defaults to
+  1 / number of batches, the authors' SGD step, so full-batch planning is exact alternation);
+with eps annealed from 1 by a factor epsilon_min^(1/epochs) per epoch (0.8^k in the paper; the authors
+use 1e-10^(1/100) over 100 epochs). Roots are found per row / column, vectorised, by bisection on a
+bracket that always holds the root, taking the Newton step instead of the midpoint whenever it lands
+inside the bracket (the same root, in far fewer passes while eps is large).
+
+The plan (the "Ensure" line of Algorithm 1, i.e. eps -> 0 in Eq. 14): every state takes the top-K
+items of lambda_xy - v_y with lambda_xy - v_y > 0 (u_x >= 0), never a seen pair.
+
+`mode: offline` learns v on the states it plans; `mode: online` learns v on a calibration set (the
+split's calibration window, its validation set or the held-in users' states; see
+`harness.matching.calibration_set`) and applies it, on the calibration set's score scale, to test
+states it has never seen.
+
+Memory (RIM Appendix C.2): scores are computed block by block from the model's factors (or
+score_block) and never stored whole. A batch whose |batch| x |Y| scores fit the memory budget is
+scored once per epoch; a larger batch is streamed, its blocks recomputed in each v-step iteration,
+so the result does not depend on the block size (up to float summation order).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from harness import hookimpl
+from harness.errors import ConfigError
+from harness.matching import NEG, Constraints, Plan, Planner, PlanningScores, topk_assignment
+from harness.schema import Param
+from harness.specs import PlannerSpec
+
+MARGIN = 1e-3
+TOL_COUNT = 1e-3
+"""A root is accepted when the expected count it gives is within this of its target count."""
+
+
+def _logit(p: float) -> float:
+    return math.log(p) - math.log1p(-p)
+
+
+def _root(evaluate, lo: torch.Tensor, hi: torch.Tensor, iters: int, tol: torch.Tensor | float,
+          x0: torch.Tensor | None = None) -> torch.Tensor:
+    """Vectorised root of decreasing f on [lo, hi] (f(lo) >= 0 >= f(hi) unless the root lies outside,
+    in which case the nearer end is returned). evaluate(x) -> (f, df/dx). `x0`: a warm start (the previous
+    epoch's root); annealing moves the roots little, so most rows are done at the first evaluation."""
+    x = (lo + hi) / 2 if x0 is None else torch.minimum(torch.maximum(x0, lo), hi)
+    for _ in range(iters):
+        f, df = evaluate(x)
+        done = f.abs() <= tol
+        if bool(done.all()):
+            break
+        lo = torch.where(f > 0, x, lo)
+        hi = torch.where(f < 0, x, hi)
+        newton = x - f / df
+        ok = torch.isfinite(newton) & (newton > lo) & (newton < hi)
+        x = torch.where(done, x, torch.where(ok, newton, (lo + hi) / 2))
+    return x
+
+
+def solve_rows(w: torch.Tensor, target: float, eps: float, iters: int, x0: torch.Tensor | None = None) -> torch.Tensor:
+    """Per row r, the x_r with mean_j sigmoid((w_rj - x_r) / eps) = target (excluded entries sit at NEG)."""
+    n_cols = w.shape[1]
+    valid = w > NEG / 2
+    c = _logit(target)
+    hi = w.amax(1) - c * eps + MARGIN
+    lo = torch.where(valid, w, torch.inf).amin(1) - c * eps - MARGIN
+    lo = torch.where(torch.isfinite(lo), lo, hi - 1.0)
+
+    def evaluate(x):
+        z = (w - x[:, None]).div_(eps).sigmoid_()
+        f = z.mean(1) - target
+        df = -(z - z * z).mean(1) / eps
+        return f, df
+
+    return _root(evaluate, lo, hi, iters, TOL_COUNT / n_cols, x0)
+
+
+def solve_columns(blocks, n_cols: int, n_rows: int, target: float, eps: float, iters: int,
+                  x0: torch.Tensor | None = None) -> torch.Tensor:
+    """Per column j, the x_j with mean_r sigmoid((w_rj - x_j) / eps) = target, where `blocks()` yields
+    the row blocks of w (recomputed on each call when they are not cached)."""
+    c = _logit(target)
+    hi = lo = None
+    for w in blocks():
+        bh = w.amax(0)
+        bl = torch.where(w > NEG / 2, w, torch.inf).amin(0)
+        hi = bh if hi is None else torch.maximum(hi, bh)
+        lo = bl if lo is None else torch.minimum(lo, bl)
+    hi = hi - c * eps + MARGIN
+    lo = lo - c * eps - MARGIN
+    lo = torch.where(torch.isfinite(lo), lo, hi - 1.0)
+
+    def evaluate(x):
+        s = torch.zeros(n_cols, dtype=torch.float64, device=x.device)
+        d = torch.zeros(n_cols, dtype=torch.float64, device=x.device)
+        for w in blocks():
+            z = (w - x[None, :]).div_(eps).sigmoid_()
+            s += z.sum(0, dtype=torch.float64)
+            d += (z - z * z).sum(0, dtype=torch.float64)
+        return (s / n_rows - target).float(), (-d / (n_rows * eps)).float()
+
+    return _root(evaluate, lo, hi, iters, TOL_COUNT / n_rows, x0)
+
+
+def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None, epochs: int = 100,
+             epsilon_min: float = 1e-10, gamma: float | None = None, batch_size: int | None = None,
+             iters: int = 50, steps: int = 1, log=None) -> tuple[torch.Tensor, dict]:
+    """Algorithm 1 on `scores`: the item dual variables v (|Y|,) and a summary."""
+    n_x, n_y = scores.n_states, scores.n_items
+    dev = scores.device
+    gen = torch.Generator().manual_seed(int(scores.seed) % 2**63)
+    alpha = k / n_y
+    lower = beta > 0
+    upper = beta_max is not None and beta_max < 1
+    info = {"epochs": 0, "n_batches": 0, "epsilon": None}
+    if not (lower or upper):  # no item constraint: v = 0 and the plan is top-K
+        return torch.zeros(n_y, device=dev), info
+    r = torch.rand(n_y, generator=gen)
+    v = (-r if not upper else r if not lower else 2 * r - 1).to(dev)
+    b = int(batch_size or n_x)
+    n_batches = max(1, math.ceil(n_x / b))
+    g = float(gamma) if gamma is not None else 1.0 / n_batches
+    per_block = scores.rows_per_block()
+    t0 = time.time()
+    eps = 1.0
+    # warm starts: each state's and item's root from the previous epoch (before projection)
+    u_root = torch.full((n_x,), float("nan"), device=dev)
+    v_lo_root = v_hi_root = None
+    for epoch in range(1, epochs + 1):
+        eps = epsilon_min ** (epoch / epochs)
+        order = torch.randperm(n_x, generator=gen).numpy() if n_batches > 1 else np.arange(n_x)
+        for start in [s for s in range(0, n_x, b) for _ in range(steps)]:
+            rows = np.sort(order[start:start + b])
+            cached = len(rows) <= per_block
+            parts = [rows] if cached else list(scores.row_blocks(rows))
+
+            def lam_blocks():
+                for p in parts:
+                    yield scores.block(p)
+
+            # u-step: per state, E_y[pi] = alpha given v; project to u >= 0
+            us, cache = [], None
+            for part, lam in zip(parts, lam_blocks()):
+                idx = torch.as_tensor(np.asarray(part), device=dev)
+                if k >= n_y:
+                    us.append(torch.zeros(len(lam), device=dev))
+                else:
+                    prev = u_root[idx]
+                    root = solve_rows(lam - v[None, :], alpha, eps, iters,
+                                      None if bool(torch.isnan(prev).any()) else prev)
+                    u_root[idx] = root
+                    us.append(root.clamp_min(0.0))
+                if cached:
+                    cache = lam.sub_(us[-1][:, None])  # the batch fits: keep w = lambda - u, scored once
+            u = torch.cat(us)
+            offsets = np.cumsum([0] + [len(p) for p in parts])
+
+            def w_blocks():
+                if cache is not None:
+                    yield cache
+                    return
+                for i, lam in enumerate(lam_blocks()):
+                    yield lam.sub_(u[offsets[i]:offsets[i + 1], None])
+
+            # v-step: per item, E_x[pi] = beta (-> v <= 0) and = beta_max (-> v >= 0) over the batch
+            v_new = torch.zeros(n_y, device=dev)
+            if lower:
+                if beta < 1:
+                    v_lo_root = solve_columns(w_blocks, n_y, len(rows), beta, eps, iters, v_lo_root)
+                    v_new += v_lo_root.clamp_max(0.0)
+                else:
+                    v_new += torch.full((n_y,), -1e9, device=dev)
+            if upper:
+                v_hi_root = solve_columns(w_blocks, n_y, len(rows), beta_max, eps, iters, v_hi_root)
+                v_new += v_hi_root.clamp_min(0.0)
+            v = (1 - g) * v + g * v_new
+            del cache
+        if log is not None:
+            log(epoch, eps, v)
+    info.update({"epochs": epochs, "n_batches": n_batches, "gamma": g, "epsilon": eps, "fit_s": time.time() - t0,
+                 "v_min": float(v.min()), "v_max": float(v.max()), "v_mean": float(v.mean())})
+    return v, info
+
+
+class Dual(Planner):
+    def __init__(self, alpha: float = 0.01, beta: float = 0.0, beta_max: float | None = None, mode: str = "offline",
+                 epochs: int = 100, epsilon_min: float = 1e-10, gamma: float | None = None,
+                 batch_size: int | None = None, iters: int = 50, steps: int = 1):
+        self.constraints = Constraints(float(alpha), float(beta), None if beta_max is None else float(beta_max))
+        self.constraints.validate(f"planner 'dual' (mode {mode})")
+        self.online = mode == "online"
+        self.mode, self.epochs, self.epsilon_min = mode, int(epochs), float(epsilon_min)
+        self.gamma, self.batch_size, self.iters, self.steps = gamma, batch_size, int(iters), int(steps)
+        self.v: torch.Tensor | None = None
+
+    def fit(self, scores: PlanningScores) -> dict:
+        c = self.constraints
+        k, _, _ = c.check(scores.n_states, scores.n_items, f"planner 'dual' (mode {self.mode})")
+        self.v, info = fit_dual(scores, k, c.beta, c.beta_max, self.epochs, self.epsilon_min, self.gamma,
+                                self.batch_size, self.iters, self.steps)
+        self.scale = scores.scale
+        return info
+
+    def plan(self, scores: PlanningScores, calibration: PlanningScores | None = None) -> Plan:
+        where = f"planner 'dual' (mode {self.mode})"
+        k, _, _ = self.constraints.check(scores.n_states, scores.n_items, where)
+        if self.online:
+            if calibration is None:
+                raise ConfigError(f"{where}: online mode learns v on a calibration set of user-states and got none; "
+                                  "use a split with a calibration window (temporal: calibration: DAYS) or mode: offline")
+            info = self.fit(calibration)
+            scores = scores.with_scale(self.scale)
+        else:
+            info = self.fit(scores)
+        return Plan(topk_assignment(scores, k, shift=self.v, positive_only=True), {"k": k, **info})
+
+
+@hookimpl
+def register_planners(register):
+    register(PlannerSpec(
+        name="dual", factory=Dual,
+        description="RIM's Dual planner (Algorithm 1): item dual variables v, top-K of lambda - v; offline or online",
+        params=(
+            Param("alpha", "float", 0.01, "user capacity: share of the catalogue per user-state (K/|Y|)",
+                  low=1e-12, high=1.0),
+            Param("beta", "float", 0.0, "item minimum exposure: share of user-states per item", low=0.0, high=1.0),
+            Param("beta_max", "float", None, "item maximum exposure share (null: none)", low=0.0, high=1.0,
+                  nullable=True),
+            Param("mode", "str", "offline", "offline: learn v on the planned states; online: on a calibration set",
+                  choices=("offline", "online")),
+            Param("epochs", "int", 100, "annealing epochs (eps multiplied by epsilon_min^(1/epochs) each)", low=1),
+            Param("epsilon_min", "float", 1e-10, "final entropic regularisation eps", low=1e-30, high=1.0),
+            Param("gamma", "float", None, "step of the running average of v (null: 1 / number of batches)",
+                  low=1e-6, high=1.0, nullable=True),
+            Param("batch_size", "int", None, "user-states per dual update (null: all of them)", low=1,
+                  nullable=True),
+            Param("steps", "int", 1, "u/v alternations per batch per epoch (1: Algorithm 1 as published)", low=1),
+            Param("iters", "int", 50, "root-finding iterations per u- and v-step (bisection, Newton-accelerated)",
+                  low=1),
+        )))

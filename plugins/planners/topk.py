@@ -1,0 +1,27 @@
+"""Planner `topk`: every user-state takes its K = floor(alpha·|Y|) best items; items' exposure is not
+constrained (the unconstrained ItemRec end of RIM's Figure 4; beta is only measured)."""
+from __future__ import annotations
+
+from harness import hookimpl
+from harness.matching import Constraints, Plan, Planner, PlanningScores, topk_assignment
+from harness.schema import Param
+from harness.specs import PlannerSpec
+
+
+class TopK(Planner):
+    def __init__(self, alpha: float = 0.01):
+        self.constraints = Constraints(alpha=float(alpha))
+        self.constraints.validate("planner 'topk'")
+
+    def plan(self, scores: PlanningScores, calibration: PlanningScores | None = None) -> Plan:
+        k, _, _ = self.constraints.check(scores.n_states, scores.n_items, "planner 'topk'")
+        return Plan(topk_assignment(scores, k), {"k": k})
+
+
+@hookimpl
+def register_planners(register):
+    register(PlannerSpec(
+        name="topk", factory=TopK,
+        description="per user-state top-K items, K = floor(alpha·|Y|); no item constraint",
+        params=(Param("alpha", "float", 0.01, "user capacity: share of the catalogue per user-state (K/|Y|)",
+                      low=1e-12, high=1.0),)))

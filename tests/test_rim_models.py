@@ -1,0 +1,276 @@
+"""RIM's models (issue 6): sequence item models p(y|x), the intensity priors λ(x) and their product (Eq. 5).
+
+Checked against hand-computed cases, the synthetic world's truth and simulator, and tick (where installed)."""
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from conftest import tiny_suite
+from harness import api
+from harness.data import Interactions
+from harness.model import FitContext
+from harness.registry import Registry
+from harness.splits import UserStates
+from plugins.datasets.synthetic import _hawkes_times
+from plugins.models import sequence
+from plugins.models.intensity import (HawkesPrior, PopPrior, fit_hawkes, hawkes_design, hawkes_neg_loglik, kernel_decays)
+from plugins.models.sequence import IntensityRecommender, SequenceRecommender, state_inputs, windows
+
+CPU = torch.device("cpu")
+NAMES = ["rnn", "sasrec"] + [f"{a}_{p}" for a in ("rnn", "sasrec") for p in ("pop", "hawkes", "hp")]
+
+
+@pytest.fixture(scope="module")
+def reg():
+    names = Registry.load().names("model")
+    return Registry.load() if "rnn" in names else Registry.load(extra=[sequence])
+
+
+def _states(users, cuts, hists, times=None):
+    lens = [len(h) for h in hists]
+    ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    items = np.concatenate([np.asarray(h, np.int64) for h in hists]) if sum(lens) else np.zeros(0, np.int64)
+    if times is None:
+        times = np.concatenate([np.arange(n, dtype=np.float64) for n in lens]) if sum(lens) else np.zeros(0)
+    return UserStates(user=np.asarray(users, np.int64), time=np.asarray(cuts, np.float64), hist_ptr=ptr,
+                      hist_item=items, hist_time=np.asarray(times, np.float64))
+
+
+# ------------------------------------------------------------------------------------------- Hawkes likelihood
+
+def test_hawkes_loglik_matches_a_hand_computed_case():
+    t, end, decays = np.array([1.0, 2.0, 2.5]), 4.0, np.array([0.5, 5.0])
+    mu, alpha = 0.4, np.array([0.3, 0.2])
+    ll = 0.0
+    for i, ti in enumerate(t):
+        ll += np.log(mu + sum(a * b * np.exp(-b * (ti - tj)) for a, b in zip(alpha, decays) for tj in t[:i]))
+    ll -= mu * end + sum(a * (1 - np.exp(-b * (end - tj))) for a, b in zip(alpha, decays) for tj in t)
+    G, I = hawkes_design(np.array([0, 3]), t, np.array([end]), decays, onset=False)
+    assert hawkes_neg_loglik(np.r_[mu, alpha], G, I) == pytest.approx(-ll, rel=1e-12)
+    # the onset column: an extra kernel from time 0, a_r β_r e^{-β_r t}, integrated to a_r (1 - e^{-β_r end})
+    G, I = hawkes_design(np.array([0, 3]), t, np.array([end]), decays, onset=True)
+    np.testing.assert_allclose(G[:, 3:], decays[None, :] * np.exp(-decays[None, :] * t[:, None]))
+    np.testing.assert_allclose(I[3:], 1 - np.exp(-decays * end))
+
+
+def test_hawkes_fit_recovers_the_synthetic_worlds_simulated_parameters():
+    """Simulate with the synthetic world's own Hawkes simulator (known μ, α, β) and recover them."""
+    rng = np.random.default_rng(0)
+    n, mu, alpha, beta, T = 400, 0.5, 0.5, 2.0, 100.0
+    rep, t = _hawkes_times(rng, np.full(n, mu), np.full(n, alpha), beta, np.zeros(n), np.full(n, T), np.zeros(n))
+    order = np.lexsort((t, rep))
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(rep, minlength=n))])
+    G, I = hawkes_design(ptr, t[order], np.full(n, T), np.array([beta]), onset=False)
+    theta = fit_hawkes(G, I, C=1e6)
+    assert theta[0] == pytest.approx(mu, rel=0.08) and theta[1] == pytest.approx(alpha, rel=0.08), theta
+    # with 50 log-spaced kernels the excitation mass Σ α_r is still the branching ratio
+    G, I = hawkes_design(ptr, t[order], np.full(n, T), kernel_decays(50, 1e-3, 100.0), onset=False)
+    theta = fit_hawkes(G, I, C=1e6)
+    assert theta[0] == pytest.approx(mu, rel=0.1) and theta[1:].sum() == pytest.approx(alpha, rel=0.1), theta
+
+
+def _tick():
+    tick_hawkes = pytest.importorskip("tick.hawkes")
+    try:
+        tick_hawkes.HawkesSumExpKern(np.array([1.0]))
+    except AttributeError as e:  # tick without numpydoc
+        pytest.skip(f"tick's learners do not work here ({e}); pip install numpydoc")
+    return tick_hawkes
+
+
+def test_hawkes_matches_tick_likelihood_simulator_and_fit():
+    tick_hawkes = _tick()
+    from tick.hawkes.model import ModelHawkesSumExpKernLogLik
+
+    from plugins.models.intensity import fit_hawkes_tick
+
+    decays, T = np.array([0.5, 5.0]), 100.0
+    seqs = []
+    for s in range(40):
+        sim = tick_hawkes.SimuHawkesSumExpKernels(adjacency=np.array([[[0.3, 0.3]]]), decays=decays, baseline=[0.4],
+                                                  end_time=T, seed=s + 1, verbose=False)
+        sim.simulate()
+        seqs.append(sim.timestamps[0])
+    ptr = np.concatenate([[0], np.cumsum([len(x) for x in seqs])])
+    t, end = np.concatenate(seqs), np.full(len(seqs), T)
+    G, I = hawkes_design(ptr, t, end, decays, onset=False)
+    # tick's loss is -loglik/N shifted by the constant Σ end_time
+    model = ModelHawkesSumExpKernLogLik(decays)
+    model.fit([[x] for x in seqs], end_times=end)
+    for th in (np.array([0.4, 0.3, 0.3]), np.array([0.1, 0.0, 0.7])):
+        assert model.loss(th) * len(t) + end.sum() == pytest.approx(hawkes_neg_loglik(th, G, I), rel=1e-9)
+    ours = fit_hawkes(G, I)
+    np.testing.assert_allclose(ours, [0.4, 0.3, 0.3], atol=0.08)           # recovers the simulator's parameters
+    np.testing.assert_allclose(ours, fit_hawkes_tick(ptr, t, end, decays, onset=False), atol=0.01)  # = tick's fit
+    # with the onset channel (the authors' setting) our optimum is at least as good as tick's under tick's own loss
+    G, I = hawkes_design(ptr, t, end, decays, onset=True)
+    ours, theirs = fit_hawkes(G, I), fit_hawkes_tick(ptr, t, end, decays, onset=True)
+    assert hawkes_neg_loglik(ours, G, I) <= hawkes_neg_loglik(theirs, G, I) + 1e-6
+
+
+# ------------------------------------------------------------------------------------------- Figure 2
+
+class FixedItemModel(IntensityRecommender):
+    """p(y = D | x) of Figure 2, with a real prior and the real combination λ(x, y) = λ(x) p(y | x)."""
+
+    def __init__(self, probs, **kw):
+        super().__init__(**kw)
+        self.probs = torch.as_tensor(probs, dtype=torch.float64)
+
+    def fit(self, train, loss, ctx):
+        self.prior.fit(train, ctx)
+        self.n_items = self.probs.shape[1]
+
+    def represent(self, states, rows=None):
+        rows = np.arange(len(states)) if rows is None else rows
+        logp = torch.log(self.probs[torch.as_tensor(states.user[rows])]).float()
+        return logp, torch.zeros(len(rows))  # h = log p (one-hot item "embeddings" below), lse = 0
+
+    def factors(self, states):
+        h, lse = self.represent(states)
+        c = torch.as_tensor(self.log_prior(states), dtype=torch.float32) - lse
+        n, m = h.shape
+        return torch.cat([h, c[:, None]], 1), torch.cat([torch.eye(m), torch.ones(m, 1)], 1)
+
+
+def test_bayesian_paradox_of_figure_2():
+    A, B, C, D = 0, 1, 2, 3
+    # users 0: [A, B]; 1: [C]; 2..4: nothing in the last week (the 60% of inactive states)
+    probs = np.zeros((5, 4))
+    probs[:, D] = [0.4, 0.8, 0.3, 0.3, 0.3]
+    probs[:, :D] = (1 - probs[:, D:]) / 3
+    states = _states([0, 1, 2, 3, 4], [9.0] * 5, [[A, B], [C], [], [], []])
+    model = FixedItemModel(probs, arch="gru", prior="pop")
+    model.fit(None, None, FitContext())
+    u, v = model.factors(states)
+    mtpp = torch.exp(u @ v.T)[:, D].numpy()
+    # Bayes rule: p(x | y=D) ∝ p(D | x) p(x), p(x) the share of each kind of state
+    p_x = np.array([0.2, 0.2, 0.6])
+    bayes = probs[[0, 1, 2], D] * p_x
+    np.testing.assert_allclose(bayes, [0.08, 0.16, 0.18])
+    assert list(np.argsort(-bayes)) == [2, 1, 0]                       # Bayes: ∅ > [C] > [A, B]
+    np.testing.assert_allclose(mtpp[:3], [2 * 0.4, 1 * 0.8, 0.01 * 0.3], rtol=1e-5)  # λ(x) p(D|x), μ = 0.01
+    assert mtpp[0] == pytest.approx(mtpp[1], rel=1e-5) and min(mtpp[:2]) > mtpp[2]  # MTPP: [A, B] = [C] > ∅
+
+
+# ------------------------------------------------------------------------------------------- sequence models
+
+def test_windows_make_every_training_event_a_target_once_after_its_predecessor():
+    items = np.array([5, 6, 7, 8, 9, 1, 2, 3])
+    ptr = np.array([0, 5, 5, 8])          # sequences [5..9], [], [1, 2, 3]
+    inp, tgt = windows(ptr, items, max_len=3, bos=11)
+    got = sorted(int(x) for x in tgt[tgt >= 0])
+    assert got == sorted(items.tolist())
+    pairs = {(int(a), int(b)) for a, b in zip(inp[tgt >= 0], tgt[tgt >= 0])}
+    assert pairs == {(11, 5), (6, 6), (7, 7), (8, 8), (9, 9), (11, 1), (2, 2), (3, 3)}  # token = item + 1
+    assert ((inp == 0) == (tgt < 0)).all()
+    tok, n_tok = state_inputs(_states([0, 1], [9, 9], [[5, 6, 7, 8, 9], []]), np.array([0, 1]), 3, 11)
+    assert tok.tolist() == [[8, 9, 10], [11, 0, 0]] and n_tok.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("name", ["rnn", "sasrec"])
+def test_sequence_models_learn_a_successor_rule_and_score_unseen_users(reg, name):
+    rng = np.random.default_rng(0)
+    n_users, n_items, length = 80, 12, 25
+    start = rng.integers(0, n_items, n_users)
+    item = ((start[:, None] + np.arange(length)[None, :]) % n_items).ravel()
+    user = np.repeat(np.arange(n_users), length)
+    train = Interactions(user=user, item=item, time=np.tile(np.arange(length, dtype=float), n_users),
+                         n_users=n_users + 1, n_items=n_items, time_unit="day")
+    model = reg.create("model", name, epochs=30, factors=16, dropout=0.0, lr=0.01, max_len=10)
+    model.fit(train, None, FitContext(seed=0, device=CPU))
+    # states of the never-seen user n_users: scored from their own histories
+    hists = [[(k + j) % n_items for j in range(3)] for k in range(n_items)]
+    states = _states([n_users] * n_items, [100.0] * n_items, hists)
+    logp = model.log_item_probs(states)
+    np.testing.assert_allclose(torch.logsumexp(logp, 1).numpy(), 0.0, atol=1e-4)
+    top = logp.argmax(1).numpy()
+    assert (top == (np.arange(n_items) + 3) % n_items).mean() >= 0.9, top
+    u, v = model.factors(states)                       # factors give the same scores in blocks
+    np.testing.assert_allclose((u @ v.T).numpy(), logp.numpy(), atol=1e-4)
+    assert model.score_kind == "logit"
+
+
+# ------------------------------------------------------------------------------------------- synthetic world
+
+def _column_spearman(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over items of Spearman's ρ between the states' scores and their true intensities."""
+    rs = scipy.stats.rankdata(np.broadcast_to(scores, truth.shape), axis=0)
+    rt = scipy.stats.rankdata(truth, axis=0)
+    rs, rt = rs - rs.mean(0), rt - rt.mean(0)
+    return float(((rs * rt).sum(0) / np.sqrt((rs ** 2).sum(0) * (rt ** 2).sum(0))).mean())
+
+
+def test_rnn_hawkes_ranks_states_closer_to_the_true_intensity_than_user_pop_and_rnn(reg):
+    ds = reg.create("dataset", "synthetic", n_users=600, n_items=100, days=40.0, seed=1)
+    split = reg.create("split", "temporal", horizon=7).split(ds, 0)
+    states = split.test.states
+    truth = ds.truth.pair_intensity(states)
+    ctx = FitContext(seed=0, device=CPU, dataset=ds, extra={"split": split})
+    rho = {}
+    for name in ("rnn", "rnn_hawkes"):
+        m = reg.create("model", name, epochs=4, factors=32)
+        m.fit(split.train, None, ctx)
+        u, v = m.factors(states)
+        rho[name] = _column_spearman((u @ v.T).numpy(), truth)
+    rho["user_pop"] = _column_spearman(states.lengths[:, None].astype(float), truth)
+    print("spearman vs true λ(x, y):", rho)
+    assert rho["rnn_hawkes"] > rho["user_pop"] + 0.02 and rho["rnn_hawkes"] > rho["rnn"] + 0.1, rho
+    # and the Hawkes prior alone tracks the true λ(x) better than the history length does
+    lam = m.prior.intensity(states)
+    true_lam = ds.truth.intensity(states)
+    assert scipy.stats.spearmanr(lam, true_lam)[0] > scipy.stats.spearmanr(states.lengths, true_lam)[0]
+
+
+def test_pop_prior_is_the_floored_history_length():
+    s = _states([0, 1, 2], [5, 5, 5], [[1, 2, 3], [], [4]])
+    np.testing.assert_allclose(np.exp(PopPrior().log_intensity(s)), [3, 0.01, 1])
+
+
+# ------------------------------------------------------------------------------------------- the harness
+
+def test_all_variants_are_registered_and_run_in_a_suite(workdir, reg):
+    for name in NAMES:
+        spec = reg.get("model", name)
+        assert spec.factory is not None and spec.description
+    small = {"epochs": 1, "factors": 8, "n_kernels": 8}
+    suite = tiny_suite(split={"name": "temporal", "horizon": 7, "calibration": 7},
+                       models=[{"name": "rnn", "epochs": 1, "factors": 8}, {"name": "sasrec_pop", "epochs": 1},
+                               {"name": "rnn_hawkes", **small}, {"name": "sasrec_hp", **small}],
+                       metrics=["ndcg"], cutoffs=[5])
+    frame = api.run(suite, registry=reg)
+    assert (frame.status == "FINISHED").all(), frame[["params.model", "status", "error"]].to_dict("records")
+    assert frame["metrics.userrec/ndcg_5"].notna().all()
+
+
+def test_hp_without_a_calibration_window_says_how_to_get_one(reg):
+    ds = reg.create("dataset", "synthetic", n_users=60, n_items=20, days=20.0)
+    split = reg.create("split", "temporal", horizon=5).split(ds, 0)
+    m = reg.create("model", "rnn_hp", epochs=1)
+    with pytest.raises(Exception, match="calibration"):
+        m.fit(split.train, None, FitContext(dataset=ds, extra={"split": split}))
+
+
+def test_hp_calibration_tracks_the_expected_window_counts(reg):
+    ds = reg.create("dataset", "synthetic", n_users=500, n_items=30, days=40.0, seed=2)
+    split = reg.create("split", "temporal", horizon=7, calibration=7).split(ds, 0)
+    states = split.test.states
+    expected = ds.truth.expected_event_counts(states, states.time + 7.0)
+    m = reg.create("model", "rnn_hp", epochs=1, factors=8)
+    m.prior.fit(split.train, FitContext(dataset=ds, extra={"split": split}))
+    scores = {"pop": states.lengths, "hawkes": HawkesPrior.intensity(m.prior, states), "hp": m.prior.intensity(states)}
+    rhos = {k: scipy.stats.spearmanr(v, expected)[0] for k, v in scores.items()}
+    print("spearman vs E[window count]:", rhos)
+    assert rhos["hp"] > rhos["pop"] and rhos["hp"] > 0.5, rhos
+
+
+@pytest.mark.slow
+def test_movielens_epoch_time_and_ndcg():
+    from benchmarks.sequence_epoch import main
+
+    out = main(["--threads", "2"])
+    for name, limit in (("rnn", 6.1), ("sasrec", 16.7)):
+        row = out["models"][name]
+        assert row["epoch_s_median"] <= limit, row
+        assert row["ndcg_10"] > 0.05, row
