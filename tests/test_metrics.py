@@ -76,3 +76,13 @@ def test_against_ranx_when_available(metrics):
     assert out["ndcg_10"] == pytest.approx(ref["ndcg@10"])
     assert out["mrr_10"] == pytest.approx(ref["mrr@10"])
     assert out["hit_10"] == pytest.approx(ref["hit_rate@10"])
+
+
+def test_median_popularity_by_hand():
+    from plugins.metrics.ranking import median_weight
+
+    # retrievals: item0 (pop 1) x1, item1 (pop 5) x1, item2 (pop 9) x3 -> sorted 1, 5, 9, 9, 9: median 9
+    assert median_weight(np.array([1, 1, 3]), np.array([1.0, 5.0, 9.0])) == 9.0
+    # 1, 5, 5, 9: the lower median is 5
+    assert median_weight(np.array([1, 2, 1]), np.array([1.0, 5.0, 9.0])) == 5.0
+    assert np.isnan(median_weight(np.zeros(3), np.ones(3)))

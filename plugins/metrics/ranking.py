@@ -6,6 +6,7 @@ per-candidate retrieval counts at k and a per-candidate weight (popularity or ac
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from harness import hookimpl
@@ -59,6 +60,18 @@ def mean_weight(counts, weight):
     return float((counts * weight).sum() / total) if total else float("nan")
 
 
+def median_weight(counts, weight):
+    """Median weight of everything retrieved, each retrieval counted once (UniMatch Table XI): the weight at
+    which the cumulative retrieval count first reaches half of all retrievals (the lower median)."""
+    counts, weight = np.asarray(counts, dtype=np.float64), np.asarray(weight, dtype=np.float64)
+    total = counts.sum()
+    if not total:
+        return float("nan")
+    order = np.argsort(weight, kind="stable")
+    cum = np.cumsum(counts[order])
+    return float(weight[order][np.searchsorted(cum, total / 2.0)])
+
+
 PER_QUERY = {
     "recall": (recall, "Recall@K: found relevant / all relevant"),
     "recall_capped": (recall_capped, "UniMatch Recall@N: found relevant / min(relevant, K)"),
@@ -79,5 +92,9 @@ def register_metrics(register):
                         description="mean training popularity (event count) of retrieved items"))
     register(MetricSpec(name="activeness", factory=lambda: mean_weight, per_query=False, tasks=("userrec",),
                         description="mean activeness (history length) of retrieved user-states"))
+    register(MetricSpec(name="popularity_median", factory=lambda: median_weight, per_query=False,
+                        tasks=("itemrec",), description="median training popularity of retrieved items (UniMatch Table XI)"))
+    register(MetricSpec(name="activeness_median", factory=lambda: median_weight, per_query=False,
+                        tasks=("userrec",), description="median activeness of retrieved user-states (UniMatch Table XI)"))
 
 
