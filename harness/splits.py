@@ -37,6 +37,16 @@ class UserStates:
     def history(self, s: int) -> np.ndarray:
         return self.hist_item[self.hist_ptr[s]:self.hist_ptr[s + 1]]
 
+    def take(self, rows: np.ndarray) -> "UserStates":
+        """The states in `rows` (in that order), histories included; vectorised."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ptr = np.asarray(self.hist_ptr)
+        lo, hi = ptr[rows], ptr[rows + 1]
+        new_ptr = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
+        idx = np.repeat(lo - new_ptr[:-1], hi - lo) + np.arange(new_ptr[-1])
+        return UserStates(user=np.asarray(self.user)[rows], time=np.asarray(self.time)[rows], hist_ptr=new_ptr,
+                          hist_item=np.asarray(self.hist_item)[idx], hist_time=np.asarray(self.hist_time)[idx])
+
     def history_matrix(self, n_items: int) -> sp.csr_matrix:
         """states x items counts of the items in each history."""
         data = np.ones(len(self.hist_item), dtype=np.float32)

@@ -22,21 +22,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from .splits import UserStates
-
 _FLOOR = 1e-300
 POOLED = {"joint": "log_joint", "item_given_user": "log_item_given_user",
           "user_given_item": "log_user_given_item", "pmi": "pmi"}
-
-
-def subset_states(states: UserStates, rows: np.ndarray) -> UserStates:
-    """states[rows], histories included."""
-    rows = np.asarray(rows, dtype=np.int64)
-    lo, hi = states.hist_ptr[rows], states.hist_ptr[rows + 1]
-    ptr = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
-    idx = np.repeat(lo - ptr[:-1], hi - lo) + np.arange(ptr[-1])
-    return UserStates(user=states.user[rows], time=states.time[rows], hist_ptr=ptr,
-                      hist_item=states.hist_item[idx], hist_time=states.hist_time[idx])
 
 
 def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -84,7 +72,7 @@ def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed
         if fn is not None:
             targets[name] = np.asarray(fn())[users][:, items]
     if score_kind in ("intensity", "log_intensity") and hasattr(truth, "pair_intensity"):
-        lam = np.asarray(truth.pair_intensity(subset_states(states, rows)))[:, items]
+        lam = np.asarray(truth.pair_intensity(states.take(rows)))[:, items]
         targets["intensity"] = np.log(np.maximum(lam, _FLOOR))
     for name, t in targets.items():
         out[f"truth/spearman_{name}"] = spearman(scores, t)

@@ -311,3 +311,13 @@ def test_all_splits_registered_validate_and_never_leak():
         check_no_leak(ds, sp_, by_window=name != "leave_one_out")
         again = reg.create("split", name, **params).split(ds, 3)
         assert states_of(again.test) == states_of(sp_.test)
+
+
+def test_user_states_take_keeps_histories():
+    from harness.splits import UserStates
+
+    st = UserStates(user=np.array([5, 6, 7]), time=np.array([1.0, 2.0, 3.0]), hist_ptr=np.array([0, 2, 2, 5]),
+                    hist_item=np.array([10, 11, 12, 13, 14]), hist_time=np.array([0.1, 0.2, 0.3, 0.4, 0.5]))
+    sub = st.take(np.array([2, 0, 1]))
+    assert list(sub.user) == [7, 5, 6] and list(sub.hist_ptr) == [0, 3, 5, 5]
+    assert list(sub.hist_item) == [12, 13, 14, 10, 11] and list(sub.history(1)) == [10, 11]

@@ -325,7 +325,7 @@ class WorldTruth:
             c = self._base_logits(users[rows])
             w = np.exp(c - c.max(axis=1, keepdims=True))
             z = w @ kern.T                                   # Z[s, z] = Σ_y w[s, y] K[z, y]
-            pi = np.exp(self.log_item_probs(_states_subset(states, rows)))
+            pi = np.exp(self.log_item_probs(states.take(rows)))
             acc = np.zeros_like(pi)
             done_mass = np.zeros(len(rows))                  # Σ_{k' ≤ k} P̂(N ≥ k')
             alive = np.arange(len(rows))
@@ -376,16 +376,6 @@ def _row_bincount(counts: np.ndarray, width: int) -> np.ndarray:
     n = counts.shape[0]
     flat = (np.arange(n)[:, None] * width + np.minimum(counts, width - 1)).ravel()
     return np.bincount(flat, minlength=n * width).reshape(n, width)
-
-
-def _states_subset(states: UserStates, rows: np.ndarray) -> UserStates:
-    """The states in `rows` (only user and last history item matter to item probabilities)."""
-    ptr = np.asarray(states.hist_ptr)
-    lengths = np.diff(ptr)[rows]
-    new_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    idx = np.repeat(ptr[rows] - new_ptr[:-1], lengths) + np.arange(new_ptr[-1])
-    return UserStates(user=np.asarray(states.user)[rows], time=np.asarray(states.time)[rows], hist_ptr=new_ptr,
-                      hist_item=np.asarray(states.hist_item)[idx], hist_time=np.asarray(states.hist_time)[idx])
 
 
 def _sample_marks(rng, truth: WorldTruth, rep, t, rep_user, rep_last, accumulate=None):

@@ -13,17 +13,6 @@ from harness import hookimpl
 from harness.errors import ConfigError
 from harness.model import Model
 from harness.specs import ModelSpec
-from harness.splits import UserStates
-
-
-def _rows(states: UserStates, rows: np.ndarray) -> UserStates:
-    """The sub-collection states[rows] (histories included)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    lo, hi = states.hist_ptr[rows], states.hist_ptr[rows + 1]
-    ptr = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
-    idx = np.repeat(lo - ptr[:-1], hi - lo) + np.arange(ptr[-1])
-    return UserStates(user=states.user[rows], time=states.time[rows], hist_ptr=ptr,
-                      hist_item=states.hist_item[idx], hist_time=states.hist_time[idx])
 
 
 class Oracle(Model):
@@ -38,7 +27,7 @@ class Oracle(Model):
         self.truth = truth
 
     def score_block(self, states, rows):
-        sub = _rows(states, rows)
+        sub = states.take(rows)
         log_rate = np.log(np.maximum(self.truth.intensity(sub), 1e-300))
         scores = self.truth.log_item_probs(sub) + log_rate[:, None]
         return torch.as_tensor(scores, dtype=torch.float32)
