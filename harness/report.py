@@ -26,7 +26,8 @@ ALPHA = 0.05
 SKIP_PREFIXES = ("train/", "truth/", "time/")
 TRUTH = "truth"
 LOWER_IS_BETTER = {"logloss", "loss", "rmse", "mae", "mse", "kl", "error", "regret", "violation"}
-UNRANKED = {"popularity", "activeness", "popularity_median", "activeness_median", "delivered_share", "per_state"}  # descriptive: shown, never bolded or tested
+UNRANKED = {"popularity", "activeness", "popularity_median", "activeness_median", "delivered_share", "per_state",
+            "calibration"}  # descriptive: shown, never bolded or tested
 MARK_T, MARK_W, MARK_U = "†", "‡", "§"
 RESULT_COLUMNS = ["task", "method", "dataset", "metric", "mean", "std", "n_seeds"]
 _K = re.compile(r"^(?P<family>.+?)_(?P<k>\d+)$")

@@ -107,7 +107,12 @@ def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -
                 r, t = _ranking_frames(task, res, split.test, dataset)
                 rankings.append(r)
                 targets.append(t)
-    rec.metrics.update(truth_metrics(dataset, split.test, source, model.score_kind, cell.seed))
+    if set(spec.tasks) & {"itemrec", "userrec"} and set(s["tasks"]) != {"ctr"}:  # ranking truths need ranking scores
+        rec.metrics.update(truth_metrics(dataset, split.test, source, model.score_kind, cell.seed))
+    if "ctr" in s["tasks"] and "ctr" in spec.tasks:  # the ctr task: click probabilities on the test impressions
+        from .ctr import run_ctr
+
+        rec.metrics.update(run_ctr(model, split, dataset))
     rec.metrics["time/eval_s"] = time.time() - t0
     if s.get("planners"):  # the matching task: every planner on the same scores
         from .matching import run_planners

@@ -78,13 +78,16 @@ class EvalSet:
 
 @dataclass(eq=False)
 class SplitData:
-    """Training events, the test set and optional validation / calibration sets."""
+    """Training events, the test set and optional validation / calibration sets. Splits that yield
+    impressions (task ctr) also set `train_impressions` / `test_impressions` (`harness.ctr.ImpressionRows`)."""
 
     train: Interactions
     test: EvalSet
     valid: EvalSet | None = None
     calibration: EvalSet | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    train_impressions: Any = None
+    test_impressions: Any = None
 
     @property
     def n_users(self) -> int:

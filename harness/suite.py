@@ -26,7 +26,7 @@ TOP_KEYS = {
     "description": "free text",
     "datasets": "list of {name, **params}",
     "split": "{name, **params} (or a list of them)",
-    "tasks": "subset of itemrec, userrec",
+    "tasks": "subset of itemrec, userrec, ctr, matching",
     "models": "list of {name, loss?, **params}; a list value expands the grid",
     "losses": "loss names (or {name, **params}) crossed with models that accept them",
     "planners": "list of {name, **params} run on every cell's scores (task matching); a list value expands",
@@ -211,7 +211,8 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         problems.append(f"seeds: expected a list of integers, got {raw.get('seeds')!r}")
         seeds = [0]
 
-    metric_names = [m for m, _ in _entries(raw.get("metrics", ["recall", "ndcg"]), "metrics", problems)]
+    default_metrics = ["recall", "ndcg"] if set(tasks) & {"itemrec", "userrec"} else []  # ctr logs its own
+    metric_names = [m for m, _ in _entries(raw.get("metrics", default_metrics), "metrics", problems)]
     for m in metric_names:
         try:
             spec = registry.get("metric", m)

@@ -94,10 +94,17 @@ def test_every_registered_model_fits_and_ranks_on_the_tiny_world(name):
     spec = reg.get("model", name)
     ds = reg.create("dataset", "synthetic", n_users=80, n_items=30, days=30.0)
     split = reg.create("split", "temporal", horizon=7, calibration=7).split(ds, 0)  # calibrated priors need one
+    if "ctr" in spec.tasks:  # ctr models train on impressions
+        ds = reg.create("dataset", "synthetic", n_users=80, n_items=30, days=30.0, impressions=True)
+        split = reg.create("split", "impressions", test_days=5).split(ds, 0)
     params = {"epochs": 1} if "epochs" in spec.schema.names() else {}
     model = reg.create("model", name, **params)
     loss = reg.create("loss", spec.default_loss) if spec.default_loss else None
     model.fit(split.train, loss, FitContext(seed=0, device=torch.device("cpu"), dataset=ds, extra={"split": split}))
+    if "ctr" in spec.tasks:
+        from harness.ctr import predict
+
+        assert predict(model, split.test_impressions).shape == (len(split.test_impressions),)
     src = ScoreSource(model, split.test, split.n_items, torch.device("cpu"))
     metrics = {"ndcg": reg.get("metric", "ndcg")}
     for task in set(spec.tasks) & {"itemrec", "userrec"}:

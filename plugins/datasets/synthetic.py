@@ -20,6 +20,13 @@ because marks are independent of event times, takes the marks' part exactly (Rao
 Σ_k P̂(N ≥ k)·π_k(y) with π_k the exact law of the k-th future mark of the Markov chain started at x. Its only error
 is the Monte-Carlo error of P̂(N ≥ k) from n_sims paths (its row sums are the MC mean event count).
 `simulate_window` draws full marked paths (times and Gumbel-max marks) for checks.
+
+Impressions layer (`impressions: true`, DMR): `make_impressions` adds exposure requests on top of the organic
+events — recall from a mix of p(y|x) and popularity, `slots` items shown per request, clicks Bernoulli with the
+exact probability position_bias^slot · σ(click_bias + click_scale·log(|Y|·p(y|x))). The log then has events
+organic / impression / click and a feature `slot`; `truth.click_probability(event_id)` gives each exposure's
+click probability (kept in the truth, not in the data). The organic events and every other truth are those of
+the same world without the layer. Splits other than `impressions` see exposures as events too.
 """
 from __future__ import annotations
 
@@ -107,6 +114,7 @@ class WorldTruth:
     joint_counts: np.ndarray   # (n_users, n_items) Σ_e p(i | x_e)
     churn_day: float | None = None
     churn_factor: float = 1.0
+    click_prob: np.ndarray | None = None   # impressions layer: true P(click) per event of the log (nan: organic)
 
     @property
     def n_users(self) -> int:
@@ -115,6 +123,13 @@ class WorldTruth:
     @property
     def n_items(self) -> int:
         return len(self.phi)
+
+    def click_probability(self, event_id) -> np.ndarray:
+        """The impressions layer's true click probability of the events `event_id` (positions in the dataset's
+        event log; nan for organic events), exact: position_bias^slot · σ(click_bias + click_scale·log(|Y|·p(y|x)))."""
+        if self.click_prob is None:
+            raise AttributeError("this world has no impressions layer (impressions: false)")
+        return self.click_prob[np.asarray(event_id, dtype=np.int64)]
 
     # ----------------------------------------------------------------------------- the joint p(u, i)
     def joint(self) -> np.ndarray:
@@ -433,11 +448,82 @@ def make_world(n_users: int = 2000, n_items: int = 500, dim: int = 16, days: flo
     return user[by_time], items[by_time], time[by_time], truth
 
 
-def make_world_dataset(**params) -> Dataset:
-    """The `synthetic` factory: a Dataset (time unit "day") with `truth` set to its WorldTruth."""
+def last_items_before(user, item, time, q_user, q_time) -> np.ndarray:
+    """For each query (q_user[r], q_time[r]) the item of that user's latest event with time < q_time[r], -1 if
+    none; one searchsorted over an exact (user, time-rank) key."""
+    order = np.lexsort((time, user))
+    su, st, si = user[order], time[order], item[order]
+    grid = np.unique(np.concatenate([st, q_time]))
+    width = np.int64(len(grid) + 2)
+    key = su.astype(np.int64) * width + np.searchsorted(grid, st) + 1
+    q = q_user.astype(np.int64) * width
+    hi = np.searchsorted(key, q + np.searchsorted(grid, q_time) + 1, side="left")
+    has = hi > np.searchsorted(key, q, side="left")
+    return np.where(has, si[np.maximum(hi - 1, 0)], -1)
+
+
+def make_impressions(truth: WorldTruth, user, item, time, n_requests: int, slots: int, position_bias: float,
+                     click_bias: float, click_scale: float, recall_quality: float, seed: int, chunk: int = 4096):
+    """The impressions layer (DMR): a recall→exposure→click funnel on top of the organic events.
+
+    `n_requests` requests at uniform times in [0, days), each for a user drawn ∝ μ_u + mean(μ) (active users
+    see more ads). Recall: `slots` distinct items drawn without replacement by Gumbel-top-k from
+    softmax(recall_quality·log p(y|x) + (1 − recall_quality)·b_y) (a mix of a personalised and a popularity
+    recaller), exposed in slots 0.. by that draw's order. Click: Bernoulli with the exact probability
+    position_bias^slot · σ(click_bias + click_scale·log(|Y|·p(y|x))), x the user's organic history before the
+    request (its last item drives the drift). Returns (user, item, time, slot, clicked, click_prob) of the
+    exposures, in request order."""
+    rng = np.random.default_rng([seed, 11])
+    w = truth.mu + truth.mu.mean()
+    r_user = rng.choice(truth.n_users, size=n_requests, p=w / w.sum())
+    r_time = rng.random(n_requests) * truth.days
+    last = last_items_before(user, item, time, r_user, r_time)
+    k = min(slots, truth.n_items)
+    sel = np.empty((n_requests, k), dtype=np.int64)
+    logp_sel = np.empty((n_requests, k))
+    for lo in range(0, n_requests, chunk):
+        z = truth._logits(r_user[lo:lo + chunk], last[lo:lo + chunk])
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        recall = recall_quality * logp + (1.0 - recall_quality) * truth.b[None, :] + rng.gumbel(size=logp.shape)
+        top = np.argpartition(-recall, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(recall, top, 1), axis=1, kind="stable"), 1)
+        sel[lo:lo + chunk] = top
+        logp_sel[lo:lo + chunk] = np.take_along_axis(logp, top, 1)
+    slot = np.broadcast_to(np.arange(k), (n_requests, k))
+    p = position_bias ** slot / (1.0 + np.exp(-(click_bias + click_scale * (logp_sel + np.log(truth.n_items)))))
+    clicked = rng.random(p.shape) < p
+    rep = lambda a: np.repeat(a, k)  # noqa: E731
+    return rep(r_user), sel.ravel(), rep(r_time), slot.ravel().astype(np.int64), clicked.ravel(), p.ravel()
+
+
+def make_world_dataset(impressions: bool = False, n_requests: int | None = None, slots: int = 5,
+                       position_bias: float = 0.7, click_bias: float = -1.0, click_scale: float = 1.0,
+                       recall_quality: float = 0.5, **params) -> Dataset:
+    """The `synthetic` factory: a Dataset (time unit "day") with `truth` set to its WorldTruth. With
+    `impressions`, exposures (event `impression` / `click`, feature `slot`) join the organic events (event
+    `organic`), and `truth.click_probability` knows each exposure's click probability."""
     user, item, time, truth = make_world(**params)
+    extra: dict = {}
+    if impressions:
+        n_req = int(n_requests) if n_requests is not None else 5 * truth.n_users
+        iu, ii, it, islot, iclk, ip = make_impressions(truth, user, item, time, n_req, slots, position_bias,
+                                                       click_bias, click_scale, recall_quality,
+                                                       params.get("seed", 0))
+        n_org = len(user)
+        user, item, time = np.concatenate([user, iu]), np.concatenate([item, ii]), np.concatenate([time, it])
+        event = np.concatenate([np.full(n_org, "organic", dtype=object),
+                                np.where(iclk, "click", "impression").astype(object)])
+        slot = np.concatenate([np.full(n_org, -1, dtype=np.int64), islot])
+        prob = np.concatenate([np.full(n_org, np.nan), ip])
+        by_time = np.lexsort((np.arange(len(user)), user, time))
+        user, item, time = user[by_time], item[by_time], time[by_time]
+        truth.click_prob = prob[by_time]
+        extra = {"event": event[by_time], "features": {"slot": slot[by_time]}}
+        params = dict(params, impressions=True, n_requests=n_req, slots=slots, position_bias=position_bias,
+                      click_bias=click_bias, click_scale=click_scale, recall_quality=recall_quality)
     x = Interactions(user=user.astype(np.int64), item=item.astype(np.int64), time=time.astype(np.float64),
-                     n_users=truth.n_users, n_items=truth.n_items, time_unit="day")
+                     n_users=truth.n_users, n_items=truth.n_items, time_unit="day", **extra)
     return Dataset(name="synthetic", interactions=x,
                    user_ids=np.array([f"u{i}" for i in range(truth.n_users)], dtype=object),
                    item_ids=np.array([f"i{i}" for i in range(truth.n_items)], dtype=object),
@@ -463,6 +549,17 @@ PARAMS = (
           nullable=True),
     Param("churn_factor", "float", 0.2, "background multiplier after churn_day", low=0.0),
     Param("seed", "int", 0, "random seed (everything is deterministic per seed)"),
+    Param("impressions", "bool", False, "add the impressions layer (DMR): exposures with click labels from a known "
+                                        "click model; events organic / impression / click, feature slot"),
+    Param("n_requests", "int", None, "impressions: number of exposure requests (default 5 per user)", low=1,
+          nullable=True),
+    Param("slots", "int", 5, "impressions: items exposed per request (slots 0..slots-1)", low=1),
+    Param("position_bias", "float", 0.7, "impressions: P(click) is multiplied by position_bias^slot", low=0.0,
+          high=1.0),
+    Param("click_bias", "float", -1.0, "impressions: a in σ(a + b·log(|Y|·p(y|x)))"),
+    Param("click_scale", "float", 1.0, "impressions: b in σ(a + b·log(|Y|·p(y|x)))"),
+    Param("recall_quality", "float", 0.5, "impressions: recall draws from softmax(q·log p(y|x) + (1-q)·b_y)",
+          low=0.0, high=1.0),
 )
 
 
