@@ -32,6 +32,15 @@ import scipy.sparse as sp
 import torch
 
 from .errors import ConfigError, DataError
+from .schema import Param
+
+ALPHA = Param("alpha", "float", 0.01, "user capacity: share of the catalogue per user-state (K/|Y|)", low=1e-12, high=1.0)
+CONSTRAINT_PARAMS = (
+    ALPHA,
+    Param("beta", "float", 0.0, "item minimum exposure: share of user-states per item", low=0.0, high=1.0),
+    Param("beta_max", "float", None, "item maximum exposure share (null: none)", low=0.0, high=1.0, nullable=True),
+)
+"""The constraint parameters every planner plugin shares (RIM Eq. 9: alpha, beta, beta')."""
 
 NEG = -1e10
 """Prior added to excluded (seen) pairs: never planned."""

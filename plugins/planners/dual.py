@@ -39,7 +39,7 @@ import torch
 
 from harness import hookimpl
 from harness.errors import ConfigError
-from harness.matching import NEG, Constraints, Plan, Planner, PlanningScores, topk_assignment
+from harness.matching import CONSTRAINT_PARAMS, NEG, Constraints, Plan, Planner, PlanningScores, topk_assignment
 from harness.schema import Param
 from harness.specs import PlannerSpec
 
@@ -234,12 +234,7 @@ def register_planners(register):
     register(PlannerSpec(
         name="dual", factory=Dual,
         description="RIM's Dual planner (Algorithm 1): item dual variables v, top-K of lambda - v; offline or online",
-        params=(
-            Param("alpha", "float", 0.01, "user capacity: share of the catalogue per user-state (K/|Y|)",
-                  low=1e-12, high=1.0),
-            Param("beta", "float", 0.0, "item minimum exposure: share of user-states per item", low=0.0, high=1.0),
-            Param("beta_max", "float", None, "item maximum exposure share (null: none)", low=0.0, high=1.0,
-                  nullable=True),
+        params=CONSTRAINT_PARAMS + (
             Param("mode", "str", "offline", "offline: learn v on the planned states; online: on a calibration set",
                   choices=("offline", "online")),
             Param("epochs", "int", 100, "annealing epochs (eps multiplied by epsilon_min^(1/epochs) each)", low=1),

@@ -26,7 +26,7 @@ import torch
 
 from harness import hookimpl
 from harness.errors import ConfigError
-from harness.matching import NEG, Constraints, Plan, Planner, PlanningScores
+from harness.matching import CONSTRAINT_PARAMS, NEG, Constraints, Plan, Planner, PlanningScores
 from harness.schema import Param
 from harness.specs import PlannerSpec
 
@@ -112,11 +112,6 @@ def register_planners(register):
     register(PlannerSpec(
         name="greedy", factory=Greedy,
         description="offline: pairs in global score order while both capacities remain (RIM's Offline-greedy)",
-        params=(
-            Param("alpha", "float", 0.01, "user capacity: share of the catalogue per user-state (K/|Y|)",
-                  low=1e-12, high=1.0),
-            Param("beta", "float", 0.0, "item minimum exposure: share of user-states per item", low=0.0, high=1.0),
-            Param("beta_max", "float", None, "item maximum exposure share (null: none)", low=0.0, high=1.0,
-                  nullable=True),
+        params=CONSTRAINT_PARAMS + (
             Param("max_pairs", "int", 50_000_000, "refuse to sort more than this many (state, item) pairs", low=1),
         )))

@@ -3,8 +3,7 @@ constrained (the unconstrained ItemRec end of RIM's Figure 4; beta is only measu
 from __future__ import annotations
 
 from harness import hookimpl
-from harness.matching import Constraints, Plan, Planner, PlanningScores, topk_assignment
-from harness.schema import Param
+from harness.matching import ALPHA, Constraints, Plan, Planner, PlanningScores, topk_assignment
 from harness.specs import PlannerSpec
 
 
@@ -23,5 +22,4 @@ def register_planners(register):
     register(PlannerSpec(
         name="topk", factory=TopK,
         description="per user-state top-K items, K = floor(alpha·|Y|); no item constraint",
-        params=(Param("alpha", "float", 0.01, "user capacity: share of the catalogue per user-state (K/|Y|)",
-                      low=1e-12, high=1.0),)))
+        params=(ALPHA,)))
