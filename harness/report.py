@@ -265,13 +265,14 @@ def _columns(long: pd.DataFrame, task: str, pq: _PerQuery | None) -> list[_Colum
     sub = long[long["task"] == task]
     out = []
     for (dataset, metric), col in sub.groupby(["dataset", "metric"], sort=False):
-        means = col.groupby("method")["value"].mean()
+        means = col.groupby("method")["value"].mean().dropna()  # a method without a value is not ranked
         direction = _direction(metric)
         best, second, marks, tests = [], [], {}, {}
-        ranked = sorted(set((means * direction).round(12)), reverse=True) if direction else []
+        signed = (means * direction).round(12)  # one rounding for ranking and membership (pandas' and
+        ranked = sorted(set(signed), reverse=True) if direction else []  # Python's round can differ)
         if len(ranked) >= 2:  # several methods that do not all tie
-            best = [m for m, v in means.items() if round(v * direction, 12) == ranked[0]]
-            second = [m for m, v in means.items() if round(v * direction, 12) == ranked[1]]
+            best = [m for m, v in signed.items() if v == ranked[0]]
+            second = [m for m, v in signed.items() if v == ranked[1]]
             ref = best[0]
             others = [m for m in means.index if m not in best]
             pt, pw, pu = [], [], []

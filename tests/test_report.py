@@ -175,3 +175,17 @@ def test_report_metrics_option_limits_the_columns(fake, tmp_path):
     assert "ndcg_10" in full and "ndcg_5" in full and "popularity_10" in full
     md = write_report(fake, "fake", tmp_path, metrics=["ndcg_10", "popularity"]).read_text()
     assert "ndcg_10" in md and "popularity_10" in md and "ndcg_5" not in md
+
+
+def test_ranking_survives_nan_and_rounding_edge_cases(tmp_path):
+    runs = []
+    for seed in range(2):
+        # 498.89451094797147: pandas' and Python's round(x, 12) disagree on it (the report once crashed there)
+        for model, v in (("a", 498.89451094797147), ("b", 0.4), ("c", float("nan"))):
+            runs.append({"run_id": f"{model}{seed}", "run_name": f"{model} {seed}", "status": "FINISHED",
+                         "config_hash": f"{model}{seed}", "wall_time": 1.0, "reason": None, "error": None,
+                         "params.model": model, "params.dataset": "d", "params.split": "s", "params.loss": "none",
+                         "params.seed": str(seed), "metrics.matching/dual/item_perplexity": v})
+    md = write_report(FakeTracker(pd.DataFrame(runs), {}, {}), "fake", tmp_path).read_text()
+    line = next(l for l in md.splitlines() if l.startswith("| a "))
+    assert "**" in line
