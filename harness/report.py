@@ -545,11 +545,13 @@ def _plot_vs_k(agg: pd.DataFrame, folder: Path) -> list[tuple[str, Path]]:
 
 # --------------------------------------------------------------------------- the report
 def _keep_metrics(frame: pd.DataFrame, metrics: Iterable[str] | None) -> pd.DataFrame:
-    """Rows whose metric is named in `metrics`, either exactly (`ndcg_10`) or by family (`ndcg`: every K)."""
+    """Rows whose metric is named in `metrics`, either exactly (`ndcg_10`), by family (`ndcg`: every K) or, for
+    planner metrics `<planner>/<metric>`, by the metric (`precision`: every planner)."""
     if not metrics or frame.empty:
         return frame
     want = set(metrics)
-    keep = frame["metric"].map(lambda m: m in want or _metric_key(m)[0] in want) | (frame["task"] == TRUTH)
+    keep = frame["metric"].map(lambda m: m in want or _metric_key(m)[0] in want
+                               or m.rsplit("/", 1)[-1] in want) | (frame["task"] == TRUTH)  # planner/metric
     return frame[keep]
 
 
