@@ -84,7 +84,9 @@ def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -
     t0 = time.time()
     device = ctx.device
     tasks = [t for t in s["tasks"] if t in spec.tasks and t in ("itemrec", "userrec")]
-    source = ScoreSource(model, split.test, split.n_items, device)
+    ranking_truth = bool(set(spec.tasks) & {"itemrec", "userrec"}) and set(s["tasks"]) != {"ctr"}
+    # a ctr-only cell never asks the model for ranking scores (a model may serve ctr without them)
+    source = ScoreSource(model, split.test, split.n_items, device) if tasks or ranking_truth else None
     popularity = split.train.item_counts
     rankings, targets, per_query = [], [], []
     for cand in s["candidates"]:
@@ -107,7 +109,7 @@ def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -
                 r, t = _ranking_frames(task, res, split.test, dataset)
                 rankings.append(r)
                 targets.append(t)
-    if set(spec.tasks) & {"itemrec", "userrec"} and set(s["tasks"]) != {"ctr"}:  # ranking truths need ranking scores
+    if ranking_truth:  # ranking truths need ranking scores
         rec.metrics.update(truth_metrics(dataset, split.test, source, model.score_kind, cell.seed))
     if "ctr" in s["tasks"] and "ctr" in spec.tasks:  # the ctr task: click probabilities on the test impressions
         from .ctr import run_ctr
