@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from harness.errors import DataError
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -28,3 +30,13 @@ def tiny_suite(**over):
     }
     suite.update(over)
     return suite
+
+
+def raises_data_error(fn, *parts):
+    """Call fn, expect a DataError, and check that its message contains every part (file, line, fix...)."""
+    with pytest.raises(DataError) as e:
+        fn()
+    msg = str(e.value)
+    for part in parts:
+        assert str(part) in msg, f"{part!r} not in: {msg}"
+    return msg

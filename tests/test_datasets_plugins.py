@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import DataError
+from conftest import raises_data_error as raises
 from harness.registry import Registry
 from plugins.datasets import amazon, taobao_ad, tmall, yoochoose
 from plugins.datasets.amazon import load_amazon
@@ -24,15 +24,6 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not in shared/data")
     return path
-
-
-def raises(fn, *parts):
-    with pytest.raises(DataError) as e:
-        fn()
-    msg = str(e.value)
-    for part in parts:
-        assert str(part) in msg, f"{part!r} not in: {msg}"
-    return msg
 
 
 def write(tmp_path, name, text):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.errors import DataError
+from conftest import raises_data_error as raises
 from harness.registry import Registry
 from plugins.datasets.files import load_csv, load_parquet
 from plugins.datasets.movielens import load_movielens
@@ -25,16 +25,6 @@ def write(tmp_path, text, name="events.csv"):
     p = tmp_path / name
     p.write_text(text)
     return p
-
-
-def raises(fn, *parts):
-    """Call fn, expect a DataError, and check that its message contains every part."""
-    with pytest.raises(DataError) as e:
-        fn()
-    msg = str(e.value)
-    for part in parts:
-        assert str(part) in msg, f"{part!r} not in: {msg}"
-    return msg
 
 
 # ------------------------------------------------------------------------------------------------- csv / parquet
