@@ -159,9 +159,11 @@ def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None
                 if k >= n_y:
                     us.append(torch.zeros(len(lam), device=dev))
                 else:
+                    w = lam - v[None, :]
                     prev = u_root[idx]
-                    root = solve_rows(lam - v[None, :], alpha, eps, iters,
-                                      None if bool(torch.isnan(prev).any()) else prev)
+                    if bool(torch.isnan(prev).any()):  # first visit: start from the hard (eps -> 0) threshold,
+                        prev = torch.topk(w, k, dim=1).values[:, -1]  # the K-th largest of lambda - v
+                    root = solve_rows(w, alpha, eps, iters, prev)
                     u_root[idx] = root
                     us.append(root.clamp_min(0.0))
                 if cached:
