@@ -117,6 +117,8 @@ def _long(tracker: Tracker, suite: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         return pd.DataFrame(), pd.DataFrame(columns=["task", "method", "dataset", "metric", "seed", "value", "run_id"])
     df = _with_labels(runs)
     fin = df[df["status"] == "FINISHED"]
+    if "start_time" in fin:  # newest first, so the newest run wins where two configurations share a label
+        fin = fin.sort_values("start_time", ascending=False, kind="stable")
     parts = []
     for col, task, metric in _metric_columns(fin):
         vals = pd.to_numeric(fin[col], errors="coerce")
@@ -128,6 +130,9 @@ def _long(tracker: Tracker, suite: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                                    "run_id": fin.loc[keep, "run_id"]}))
     long = (pd.concat(parts, ignore_index=True) if parts else
             pd.DataFrame(columns=["task", "method", "dataset", "metric", "seed", "value", "run_id"]))
+    # one value per (task, method, dataset, metric, seed): an edited suite can leave an older configuration
+    # under the same label (e.g. a default that changed); the newest run counts
+    long = long.drop_duplicates(["task", "method", "dataset", "metric", "seed"], keep="first")
     return df, long
 
 

@@ -189,3 +189,17 @@ def test_ranking_survives_nan_and_rounding_edge_cases(tmp_path):
     md = write_report(FakeTracker(pd.DataFrame(runs), {}, {}), "fake", tmp_path).read_text()
     line = next(l for l in md.splitlines() if l.startswith("| a "))
     assert "**" in line
+
+
+def test_two_configurations_under_one_label_count_once_newest_first(tmp_path):
+    runs = []
+    for n, (value, start) in enumerate(((0.1, 1000), (0.9, 2000))):  # an old configuration, then a new one
+        for model, v in (("a", value), ("b", 0.5)):
+            runs.append({"run_id": f"{model}{n}", "run_name": model, "status": "FINISHED", "config_hash": f"{model}{n}",
+                         "wall_time": 1.0, "reason": None, "error": None, "start_time": start,
+                         "params.model": model, "params.dataset": "d", "params.split": "s", "params.loss": "none",
+                         "params.seed": "0", "metrics.itemrec/ndcg_10": v})
+    table = results_table(FakeTracker(pd.DataFrame(runs), {}, {}), "fake")
+    a = table[(table.method == "a") & (table.metric == "ndcg_10")]
+    assert len(a) == 1 and a["mean"].iloc[0] == 0.9 and a["n_seeds"].iloc[0] == 1
+    write_report(FakeTracker(pd.DataFrame(runs), {}, {}), "fake", tmp_path)  # and the report does not crash
