@@ -289,6 +289,11 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
                         f"model {mn!r} accepts {'/'.join(spec.contracts)} losses; {loss.name!r} is {contract}")
                     model_cells.append((comp, loss, reason))
 
+    report = {"enabled": True, "dir": "reports", **(raw.get("report") or {})}
+    unknown = sorted(set(report) - {"enabled", "dir", "metrics"})
+    if unknown:
+        problems.append(f"report: unknown key(s) {', '.join(map(repr, unknown))}; report takes enabled, dir and "
+                        "metrics (the table columns, e.g. [ndcg_10, recall])")
     if problems:
         raise ConfigError(problems, source=source)
 
@@ -301,11 +306,6 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         cells.append(Cell(name, ds, split, model, loss, int(seed), settings, reason, labels))
     cells = _prune(cells, raw.get("include"), raw.get("exclude"), source)
     tracking = dict(raw.get("tracking") or {})
-    report = {"enabled": True, "dir": "reports", **(raw.get("report") or {})}
-    unknown = sorted(set(report) - {"enabled", "dir", "metrics"})
-    if unknown:
-        raise ConfigError(f"report: unknown key(s) {', '.join(map(repr, unknown))}; report takes enabled, dir and "
-                          "metrics (the table columns, e.g. [ndcg_10, recall])", source=source)
     return Suite(name=name, raw=raw, cells=cells, tracking=tracking, report=report, source=source)
 
 

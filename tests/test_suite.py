@@ -83,3 +83,11 @@ def test_impossible_combinations(registry):
         build_suite(dict(BASE, tasks=["itemrec"], metrics=["activeness"]), registry)
     with pytest.raises(ConfigError, match="unknown task 'itemrek'"):
         build_suite(dict(BASE, tasks=["itemrek"]), registry)
+
+
+def test_unknown_report_key_is_one_of_the_problems(registry):
+    bad = dict(BASE, metrics=["ndgc"], report={"enabled": False, "colums": ["ndcg_10"]})
+    with pytest.raises(ConfigError) as exc:
+        build_suite(bad, registry)
+    msg = str(exc.value)
+    assert "report: unknown key(s) 'colums'" in msg and "did you mean 'ndcg'" in msg
