@@ -17,7 +17,6 @@ import yaml
 
 from . import __version__
 from .cache import load_dataset, param_hash
-from .errors import MatchbenchError
 from .evaluate import ScoreSource, evaluate_full, evaluate_sampled
 from .model import FitContext, default_device
 from .registry import Registry

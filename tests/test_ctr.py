@@ -13,7 +13,6 @@ from harness.errors import ConfigError, DataError
 from harness.model import FitContext
 from harness.registry import Registry
 from harness.suite import build_suite
-from plugins.models import ctr_models
 from plugins.splits import impressions as impressions_split
 
 WORLD = {"name": "synthetic", "n_users": 300, "n_items": 80, "days": 30.0, "impressions": True}

@@ -167,7 +167,7 @@ def test_deterministic_per_seed_with_factor_shapes_and_cold_users(reg, tiny, nam
         m.fit(train, None, ctx(seed))
         return m.factors(ev.states)
 
-    (u0, v0), (u0b, v0b), (u1, v1) = fit(0), fit(0), fit(1)
+    (u0, v0), (u0b, v0b), (_, v1) = fit(0), fit(0), fit(1)
     d = SMALL[name]["factors"] + (2 if name == "logistic_mf" else 0)  # LMF: + user bias, item bias columns
     assert u0.shape == (len(ev.states), d) and v0.shape == (train.n_items, d)
     assert u0.dtype == v0.dtype == torch.float32

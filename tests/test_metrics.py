@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 
 from harness.evaluate import hit_matrix, score_rankings
 from harness.registry import Registry

@@ -1,7 +1,6 @@
 """The synthetic world's truth as a ranking: the ceiling learned models are read against."""
 import numpy as np
 import pytest
-import torch
 
 from conftest import tiny_suite
 from harness import api

@@ -15,7 +15,7 @@ from harness.splits import UserStates
 from plugins.datasets.synthetic import _hawkes_times
 from plugins.models import sequence
 from plugins.models.intensity import (HawkesPrior, PopPrior, fit_hawkes, hawkes_design, hawkes_neg_loglik, kernel_decays)
-from plugins.models.sequence import IntensityRecommender, SequenceRecommender, state_inputs, windows
+from plugins.models.sequence import IntensityRecommender, state_inputs, windows
 
 CPU = torch.device("cpu")
 NAMES = ["rnn", "sasrec"] + [f"{a}_{p}" for a in ("rnn", "sasrec") for p in ("pop", "hawkes", "hp")]

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import plugins.losses.inbatch as inbatch
 import plugins.models.two_tower as two_tower
 from conftest import tiny_suite
 from harness import api

@@ -27,7 +27,7 @@ from harness.schema import Param
 from harness.specs import DatasetSpec
 
 from .common import (FILTER_PARAMS, Col, bad_line, finish, first_bad, iter_lines, locate, read_header,
-                     read_table, verify_files)
+                     read_table, sources_or_path, verify_files)
 
 NAME = "amazon"
 FOLDER = "amazon-electronics"
@@ -155,10 +155,7 @@ def load_amazon(path: str | None = None, format: str = "auto", verify: bool = Tr
 
 
 def _sources(params: dict[str, Any]) -> list[Path]:
-    try:
-        return [pick_file(params.get("path"))]
-    except DataError:
-        return [Path(params["path"])] if params.get("path") else []
+    return sources_or_path(params, lambda p: [pick_file(p.get("path"))])
 
 
 PARAMS = (

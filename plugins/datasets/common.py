@@ -64,6 +64,15 @@ def locate(name: str, folder: str, path: str | None) -> Path:
                     f"`matchbench datasets fetch {name} --from <folder>`")
 
 
+def sources_or_path(params: dict[str, Any], resolve) -> list[Path]:
+    """The raw files a loader reads (for the disk cache's key): `resolve(params)`, or, when they cannot be resolved
+    yet (the load itself will say why), the `path` parameter as given."""
+    try:
+        return list(resolve(params))
+    except DataError:
+        return [Path(params["path"])] if params.get("path") else []
+
+
 def open_text(f: Path):
     """A text handle on f (gzip-compressed when the name ends in .gz)."""
     if f.suffix == ".gz":

@@ -31,7 +31,7 @@ from harness.errors import DataError
 from harness.schema import Param
 from harness.specs import DatasetSpec
 
-from .common import FILTER_PARAMS, PROJECT_ROOT, data_root, finish, locate  # noqa: F401 - data_root re-exported
+from .common import FILTER_PARAMS, PROJECT_ROOT, data_root, finish, locate, sources_or_path  # noqa: F401 - data_root re-exported
 
 LICENCE = "GroupLens research licence: research use only, no redistribution"
 LICENCE_LATEST = ("GroupLens licence: non-commercial research use; redistribution only under the same terms "
@@ -95,12 +95,12 @@ def resolve(path: str | None, variant: str) -> tuple[Path, Variant]:
 
 def _sources(params: dict[str, Any]) -> list[Path]:
     """The files a `movielens` dataset reads (for the disk cache's key)."""
-    try:
-        f, v = resolve(params.get("path"), params.get("variant", "auto"))
-    except DataError:
-        return [Path(params["path"])] if params.get("path") else []
-    extra = [v.items] + (["u.genre"] if v.name == "100k" else [])
-    return [f] + [f.parent / n for n in extra if (f.parent / n).is_file()]
+    def read(p):
+        f, v = resolve(p.get("path"), p.get("variant", "auto"))
+        extra = [v.items] + (["u.genre"] if v.name == "100k" else [])
+        return [f] + [f.parent / n for n in extra if (f.parent / n).is_file()]
+
+    return sources_or_path(params, read)
 
 
 def _diagnose(data: bytes, f: Path, v: Variant) -> DataError:

@@ -321,7 +321,7 @@ class WorldTruth:
         out = np.zeros((n_states, self.n_items))
         if n_states == 0:
             return out
-        users, last = np.asarray(states.user, dtype=np.int64), self._last_items(states)
+        users = np.asarray(states.user, dtype=np.int64)
         max_n = counts.max(axis=1)
         # survival[s, k-1] = P̂(N ≥ k), k = 1..max(max_n)
         kmax = int(max_n.max())

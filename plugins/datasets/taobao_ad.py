@@ -29,7 +29,7 @@ from harness.errors import DataError
 from harness.schema import Param
 from harness.specs import DatasetSpec
 
-from .common import FILTER_PARAMS, Col, align, finish, first_bad, locate, nullable_ints, read_table, verify_files
+from .common import FILTER_PARAMS, Col, align, finish, first_bad, locate, nullable_ints, read_table, sources_or_path, verify_files
 
 NAME = "taobao_ad"
 FOLDER = "taobao-ad"
@@ -144,10 +144,8 @@ def load_taobao_ad(path: str | None = None, log: str = "raw_sample", behavior_it
 
 
 def _sources(params: dict[str, Any]) -> list[Path]:
-    try:
-        return files_read(params.get("path"), params.get("log", "raw_sample"), params.get("side_tables", True))
-    except DataError:
-        return [Path(params["path"])] if params.get("path") else []
+    return sources_or_path(params, lambda p: files_read(p.get("path"), p.get("log", "raw_sample"),
+                                                         p.get("side_tables", True)))
 
 
 PARAMS = (

@@ -20,7 +20,7 @@ from harness.errors import DataError
 from harness.schema import Param
 from harness.specs import DatasetSpec
 
-from .common import FILTER_PARAMS, Col, finish, first_bad, locate, read_header, read_table, verify_files
+from .common import FILTER_PARAMS, Col, finish, first_bad, locate, read_header, read_table, sources_or_path, verify_files
 
 NAME = "tmall"
 FOLDER = "tmall"
@@ -71,10 +71,7 @@ def load_tmall(path: str | None = None, verify: bool = True, **filters: Any) -> 
 
 
 def _sources(params: dict[str, Any]) -> list[Path]:
-    try:
-        return [file_of(params.get("path"))]
-    except DataError:
-        return [Path(params["path"])] if params.get("path") else []
+    return sources_or_path(params, lambda p: [file_of(p.get("path"))])
 
 
 PARAMS = (

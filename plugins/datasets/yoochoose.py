@@ -24,7 +24,7 @@ from harness.errors import DataError
 from harness.schema import Param
 from harness.specs import DatasetSpec
 
-from .common import FILTER_PARAMS, Col, finish, first_bad, locate, read_header, read_table, verify_files
+from .common import FILTER_PARAMS, Col, finish, first_bad, locate, read_header, read_table, sources_or_path, verify_files
 
 NAME = "yoochoose"
 FOLDER = "yoochoose"
@@ -135,10 +135,7 @@ def load_yoochoose(path: str | None = None, format: str = "auto", verify: bool =
 
 
 def _sources(params: dict[str, Any]) -> list[Path]:
-    try:
-        return [f for f, _ in files_of(params.get("path"), params.get("format", "auto"))]
-    except DataError:
-        return [Path(params["path"])] if params.get("path") else []
+    return sources_or_path(params, lambda p: [f for f, _ in files_of(p.get("path"), p.get("format", "auto"))])
 
 
 PARAMS = (

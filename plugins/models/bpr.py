@@ -7,7 +7,6 @@ p_u·q_i + b_i + c_u, exposed as factors [p, 1, c]·[q, b, 1].
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from harness import hookimpl

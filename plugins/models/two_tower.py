@@ -20,7 +20,6 @@ passes over each (shuffled within the window), the parameters carried from one w
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch

@@ -218,7 +218,8 @@ class MlflowTracker(Tracker):
             self._log_batch(run_id, metrics=metrics, params=params)
             self._log_artifacts(run_id, record)
         except Exception as exc:  # record what went wrong with the recording itself, then close the run
-            retry(lambda: self.client.log_batch(run_id, tags=[RunTag("matchbench.tracking_error", str(exc)[:500])]))
+            error = str(exc)[:500]
+            retry(lambda: self.client.log_batch(run_id, tags=[RunTag("matchbench.tracking_error", error)]))
             retry(lambda: self.client.set_terminated(run_id, "FAILED", end_time=_ms(end)))
             raise
         status = "FAILED" if record.status == "FAILED" else "FINISHED"
