@@ -91,7 +91,7 @@ def load_dataset(registry: Any, name: str, params: dict[str, Any] | None = None,
             shutil.rmtree(entry, ignore_errors=True)
 
     dataset = spec.factory(**resolved)
-    if dataset.truth is not None:  # parquet cannot hold the truth object: never cache such a dataset
+    if dataset.truth is not None or dataset.impressions is not None:  # objects parquet cannot hold: never cached
         return dataset
     dataset.meta.setdefault("checksum", f"fingerprint:{dataset.fingerprint}")
     dataset.meta.update(fingerprint=dataset.fingerprint, cache_key=key, params=resolved)

@@ -108,7 +108,9 @@ class Dataset:
     """Interactions + optional user/item feature tables + raw-id maps + metadata (+ truth).
 
     `truth` is set by datasets that know the process that generated them (the synthetic
-    world); harness code only passes it through to tests and truth metrics.
+    world); harness code only passes it through to tests and truth metrics. `impressions`
+    (a `harness.ctr.ImpressionRows`) is set by datasets whose CTR rows come prebuilt, behaviour
+    sequences included, instead of as an event log (DMR's preprocessed Alimama format).
     """
 
     name: str
@@ -119,6 +121,7 @@ class Dataset:
     user_features: pd.DataFrame | None = None
     item_features: pd.DataFrame | None = None
     truth: Any = None
+    impressions: Any = None
 
     @property
     def n_users(self) -> int:

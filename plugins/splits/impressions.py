@@ -14,6 +14,11 @@ test rows, the earlier ones the training rows (DMR: 7 days train, the 8th test).
 event log become integer context columns (codes over the whole log; a vocabulary, not labels), unless
 `context` names the ones to keep.
 
+Datasets whose rows come prebuilt (`Dataset.impressions`: DMR's Alimama format, no time) are split by user
+instead: a seeded `test_users` share of the users gives the test rows (rows of one user never straddle the cut),
+or, where the dataset marks rows with a feature `part` = test (a separate test file), those rows. The ranking
+side then has one test state per clicked test row: its behaviour sequence as history, its item as the target.
+
 The SplitData also carries, so ranking models and tasks run on the same split: `train` = the behaviour
 events before the cut, `test` = one state per user with behaviour before the cut, targets = the items they
 click in the test window.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from harness import hookimpl
 from harness.ctr import ImpressionRows
@@ -29,7 +35,7 @@ from harness.data import Interactions
 from harness.errors import DataError
 from harness.schema import Param
 from harness.specs import SplitSpec
-from harness.splits import SplitData, states_from_events
+from harness.splits import EvalSet, SplitData, UserStates, states_from_events
 
 from .temporal import summary, time_bounds, users_with_history
 
@@ -67,7 +73,8 @@ def impression_rows(x: Interactions, rows: np.ndarray, label: np.ndarray, behavi
 class ImpressionsSplit:
     def __init__(self, test_days: float = 1.0, cut: float | None = None, max_len: int = 50,
                  impression_events: list | None = None, click_events: list | None = None,
-                 behaviour_events: list | None = None, context: list | None = None):
+                 behaviour_events: list | None = None, context: list | None = None, test_users: float = 0.2):
+        self.test_users = float(test_users)
         self.test_days, self.cut, self.max_len = float(test_days), cut, int(max_len)
         self.impression_events = list(impression_events or ["impression", "click", "exposure"])
         self.click_events = list(click_events or ["click"])
@@ -96,6 +103,8 @@ class ImpressionsSplit:
         return imp, clk, beh
 
     def split(self, dataset, seed: int) -> SplitData:
+        if getattr(dataset, "impressions", None) is not None:
+            return self.split_prebuilt(dataset, seed)
         x = dataset.interactions
         t_min, t_max = time_bounds(x, "impressions")
         imp, clk, beh = self.labels(x)
@@ -131,6 +140,57 @@ class ImpressionsSplit:
         return SplitData(train=train, test=test, info=info, train_impressions=train_imp, test_impressions=test_imp)
 
 
+    def split_prebuilt(self, dataset, seed: int) -> SplitData:
+        """Rows that came with the dataset: test rows by the dataset's `part` marks, else by a seeded user draw."""
+        rows: ImpressionRows = dataset.impressions
+        x = dataset.interactions
+        part = x.features.get("part")
+        if part is not None and (np.asarray(part) == "test").any():
+            test = np.asarray(part) == "test"
+            how = "the dataset's test rows"
+        else:
+            users = np.unique(rows.user)
+            n_test = int(round(self.test_users * len(users)))
+            if not 0 < n_test < len(users):
+                raise DataError(f"impressions: test_users={self.test_users:g} of {len(users)} users leaves "
+                                f"{n_test} test users; choose a share that leaves both sides some users")
+            picked = np.random.default_rng(seed).choice(users, n_test, replace=False)
+            test = np.isin(rows.user, picked)
+            how = f"a seeded draw of {n_test} of {len(users)} users"
+        if self.context is not None:
+            missing = [c for c in self.context if c not in rows.context]
+            if missing:
+                raise DataError(f"impressions: context column(s) {missing} are not in the dataset's rows (they have "
+                                f"{sorted(rows.context)}); drop them from context")
+            rows = ImpressionRows(**{**rows.__dict__, "context": {c: rows.context[c] for c in self.context}})
+        clipped = ImpressionRows(**{**rows.__dict__, **_clip(rows, self.max_len)})
+        train_imp, test_imp = clipped.take(np.flatnonzero(~test)), clipped.take(np.flatnonzero(test))
+        if not len(train_imp) or not len(test_imp):
+            raise DataError(f"impressions: {how} leaves {len(train_imp)} training and {len(test_imp)} test rows")
+        clicked = test_imp.take(np.flatnonzero(test_imp.label > 0))
+        states = UserStates(user=clicked.user, time=clicked.time, hist_ptr=clicked.seq_ptr,
+                            hist_item=clicked.seq_item, hist_time=clicked.seq_time)
+        targets = sp.csr_matrix((np.ones(len(clicked), np.float32), (np.arange(len(clicked)), clicked.item)),
+                                shape=(len(clicked), x.n_items))
+        test_set = EvalSet(states=states, targets=targets, exclude=states.history_matrix(x.n_items), name="test")
+        train = x.subset(np.flatnonzero(~test & (rows.label > 0)))
+        info = {"test_rows": how, "max_len": self.max_len, "n_train": len(train),
+                "n_train_impressions": len(train_imp), "n_test_impressions": len(test_imp),
+                "train_ctr": float(train_imp.label.mean()), "test_ctr": float(test_imp.label.mean()),
+                "mean_sequence": float(test_imp.lengths.mean()), "context": ",".join(sorted(rows.context))}
+        info.update(summary(test_set))
+        return SplitData(train=train, test=test_set, info=info, train_impressions=train_imp, test_impressions=test_imp)
+
+
+def _clip(rows: ImpressionRows, max_len: int) -> dict:
+    """seq_ptr / seq_item / seq_time keeping each row's max_len most recent behaviours."""
+    keep_from = np.maximum(rows.seq_ptr[:-1], rows.seq_ptr[1:] - max_len)
+    n = rows.seq_ptr[1:] - keep_from
+    ptr = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    idx = np.repeat(keep_from - ptr[:-1], n) + np.arange(ptr[-1])
+    return {"seq_ptr": ptr, "seq_item": rows.seq_item[idx], "seq_time": rows.seq_time[idx]}
+
+
 @hookimpl
 def register_splits(register):
     register(SplitSpec(
@@ -147,4 +207,6 @@ def register_splits(register):
             Param("behaviour_events", "list", None, "event names in the behaviour sequence (default: clicks and every "
                                                     "non-impression event)", nullable=True),
             Param("context", "list", None, "feature columns used as context (default: all)", nullable=True),
+            Param("test_users", "float", 0.2, "datasets with prebuilt rows and no time (alimama_dmr): the seeded share "
+                                              "of users whose rows are the test rows", low=0.0, high=1.0),
         )))
