@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .tracking import Tracker
+from .views import VIEW_KEYS, render
 
 ALPHA = 0.05
 SKIP_PREFIXES = ("train/", "truth/", "time/")
@@ -68,8 +69,13 @@ def _with_labels(runs: pd.DataFrame) -> pd.DataFrame:
     many_losses = (set(ran.groupby("params.model")["params.loss"].nunique().loc[lambda n: n > 1].index)
                    if "params.loss" in df else set())
 
+    given = df["tags.matchbench.model_label"] if "tags.matchbench.model_label" in df else None
+
     def method(row):
-        label = _label(row, "params.model", var_model.get(row["params.model"], []), "params.model.")
+        if given is not None and isinstance(given.get(row.name), str):
+            label = given[row.name]
+        else:
+            label = _label(row, "params.model", var_model.get(row["params.model"], []), "params.model.")
         loss = row.get("params.loss")
         if row["params.model"] in many_losses and isinstance(loss, str) and loss.lower() not in ("none", "nan"):
             label += " · " + _label(row, "params.loss", var_loss.get(loss, []), "params.loss.")
@@ -561,18 +567,19 @@ def _keep_metrics(frame: pd.DataFrame, metrics: Iterable[str] | None) -> pd.Data
 
 
 def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), per_query: bool = True,
-                 metrics: Iterable[str] | None = None) -> Path:
+                 metrics: Iterable[str] | None = None, views: dict | None = None) -> Path:
     """Write `<out_dir>/<suite>.md` and its PNG plots in `<out_dir>/<suite>/`; return the markdown path.
     `metrics` (the suite's `report.metrics`) limits the tables' columns, e.g. [ndcg_10, recall] — a wide grid
-    otherwise gives tables nobody can read; `matchbench results` still prints every metric."""
+    otherwise gives tables nobody can read; `matchbench results` still prints every metric. `views` (the suite's
+    `report:` block) adds the paper-shaped tables and figures of `harness.views` it names."""
     out_dir = Path(out_dir)
     stem = _safe(suite)
     plots_dir = out_dir / stem
     plots_dir.mkdir(parents=True, exist_ok=True)
     for old in plots_dir.glob("*.png"):
         old.unlink()
-    df, long = _long(tracker, suite)
-    long = _keep_metrics(long, metrics)
+    df, long_all = _long(tracker, suite)
+    long = _keep_metrics(long_all, metrics)
     agg = _aggregate(long)
     pq = _PerQuery(tracker) if per_query else None
 
@@ -582,6 +589,8 @@ def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), 
     buf.write("Only FINISHED cells enter the tables; the latest record per configuration counts.\n\n")
     buf.write(_tables_md(agg, long, pq))
     buf.write("\n")
+    if views and not df.empty and any(views.get(k) for k in VIEW_KEYS):
+        buf.write("## Views\n\n" + render(views, _aggregate(long_all), df, tracker, plots_dir, out_dir))
     plots = []
     if not df.empty:
         plots = _plot_curves(df, tracker, plots_dir) + _plot_vs_k(agg, plots_dir)

@@ -47,6 +47,8 @@ def run_cell(cell: Cell, registry: Registry, progress: Callable[[str, int, int],
     rec.tags = {"matchbench.model": cell.model.name, "matchbench.dataset": cell.dataset.name,
                 "matchbench.method": cell.labels.get("model", cell.model.name) + (f" · {cell.loss.name}" if cell.loss else ""),
                 "matchbench.dataset_label": cell.labels.get("dataset", cell.dataset.name)}
+    if cell.labels.get("given") == "model":  # the suite named this method: reports show that name
+        rec.tags["matchbench.model_label"] = cell.labels["model"]
     if cell.skip_reason:
         rec.status, rec.reason, rec.end_time = "SKIPPED", cell.skip_reason, time.time()
         return rec

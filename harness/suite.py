@@ -20,6 +20,7 @@ import yaml
 from .errors import ConfigError, did_you_mean
 from .registry import Registry
 from .specs import TASKS
+from .views import VIEW_KEYS, check as check_views
 
 TOP_KEYS = {
     "name": "suite name (the MLflow experiment)",
@@ -27,7 +28,7 @@ TOP_KEYS = {
     "datasets": "list of {name, **params}",
     "split": "{name, **params} (or a list of them)",
     "tasks": "subset of itemrec, userrec, ctr, matching",
-    "models": "list of {name, loss?, **params}; a list value expands the grid",
+    "models": "list of {name, loss?, label?, **params}; a list value expands the grid; label names the method in reports",
     "losses": "loss names (or {name, **params}) crossed with models that accept them",
     "planners": "list of {name, **params} run on every cell's scores (task matching); a list value expands",
     "metrics": "metric names",
@@ -265,11 +266,20 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         settings["planners"] = planners
 
     model_cells: list[tuple[Component, Component | None, str | None]] = []
+    given_labels: dict[int, str] = {}  # id(model component) -> the entry's `label`, for the report
     for n, (mn, mp) in enumerate(_entries(raw.get("models"), "models", problems)):
         where = f"models[{n}] {mn!r}"
-        comps = _expand("model", mn, mp, registry, where, problems, reserved=("loss",))
+        comps = _expand("model", mn, mp, registry, where, problems, reserved=("loss", "label"))
         if not comps:
             continue
+        if "label" in mp:
+            if not isinstance(mp["label"], str) or not mp["label"].strip():
+                problems.append(f"{where}: label must be a non-empty string (the method's name in reports), "
+                                f"got {mp['label']!r}")
+            else:
+                inner = _varying(comps).get(mn, set())
+                for comp in comps:
+                    given_labels[id(comp)] = mp["label"] + (comp.label(inner)[len(mn):] if inner else "")
         spec = registry.get("model", mn)
         if not (set(spec.tasks) | ({"matching"} if "itemrec" in spec.tasks else set())) & set(tasks):
             problems.append(f"{where}: serves {'/'.join(spec.tasks)} only, none of the suite's tasks {tasks}")
@@ -289,11 +299,15 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
                         f"model {mn!r} accepts {'/'.join(spec.contracts)} losses; {loss.name!r} is {contract}")
                     model_cells.append((comp, loss, reason))
 
+    named = list(given_labels.values())  # one per model component (its losses share it)
+    for label in sorted({x for x in named if named.count(x) > 1}):
+        problems.append(f"models: label {label!r} names several entries; give each entry its own label")
     report = {"enabled": True, "dir": "reports", **(raw.get("report") or {})}
-    unknown = sorted(set(report) - {"enabled", "dir", "metrics"})
+    unknown = sorted(set(report) - {"enabled", "dir", "metrics", *VIEW_KEYS})
     if unknown:
-        problems.append(f"report: unknown key(s) {', '.join(map(repr, unknown))}; report takes enabled, dir and "
-                        "metrics (the table columns, e.g. [ndcg_10, recall])")
+        problems.append(f"report: unknown key(s) {', '.join(map(repr, unknown))}; report takes enabled, dir, "
+                        f"metrics (the table columns, e.g. [ndcg_10, recall]) and the views {', '.join(VIEW_KEYS)}")
+    problems.extend(check_views(report))
     if problems:
         raise ConfigError(problems, source=source)
 
@@ -302,7 +316,9 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     cells = []
     for ds, split, (model, loss, reason), seed in itertools.product(datasets, splits, model_cells, seeds):
         labels = {"dataset": ds.label(varying["dataset"].get(ds.name, set())),
-                  "model": model.label(varying["model"].get(model.name, set()))}
+                  "model": given_labels.get(id(model)) or model.label(varying["model"].get(model.name, set()))}
+        if id(model) in given_labels:
+            labels["given"] = "model"
         cells.append(Cell(name, ds, split, model, loss, int(seed), settings, reason, labels))
     cells = _prune(cells, raw.get("include"), raw.get("exclude"), source)
     tracking = dict(raw.get("tracking") or {})

@@ -20,8 +20,9 @@ paper's public-data settings).
   predict the latest, with `negatives` uniformly sampled items (L_NS, Eq. 8), total loss L_target + β·L_NS
   (Eq. 9, β = `aux_weight`, 0.1 as in the paper's Fig. 3). Item-to-Item network: â_t = ẑᵀ tanh(Ŵ_c e_c +
   Ŵ_p p_t + Ŵ_e e_t + b̂) (Eq. 10), r̂ = Σ_t â_t (Eq. 11), û = Σ_t softmax(â)_t e_t (Eqs. 12-13). MLP 512-256-128
-  (PReLU) over c = [x_p, x_t, x_c, û, r, r̂]. Ablations: `no_u2i` (no r, no auxiliary loss), `no_i2i` (no r̂;
-  û is kept as the pooled interest), `no_aux` (β = 0), `no_pos` (no positional term in either attention),
+  (PReLU) over c = [x_p, x_t, x_c, û, r, r̂]. Ablations (paper Table 2): `no_u2i` (DMR I2I: no r, no auxiliary loss), `no_i2i` (DMR U2I: no r̂;
+  û is kept as the pooled interest), `no_aux` (β = 0), `no_pos` (no positional term in the User-to-Item
+  network's attention, as the paper's DMR-NO-PE; the Item-to-Item attention keeps it),
   `double_embedding` (no separate V′: v′ is the shared input embedding, of twice the size). DMR also serves
   itemrec / userrec through `factors`: (u from a state's history, V′), i.e. its match score r = uᵀv′.
 """
@@ -62,7 +63,8 @@ class CTRModel(Model):
     score_kind = "probability"
 
     def __init__(self, dim: int = 32, max_len: int = 50, epochs: int = 5, batch_size: int = 256, lr: float = 1e-3,
-                 weight_decay: float = 0.0, user_embedding: bool = False):
+                 weight_decay: float = 0.0, user_embedding: bool = False, log_every: int = 0):
+        self.log_every = int(log_every)
         self.dim, self.max_len, self.epochs, self.batch_size = int(dim), int(max_len), int(epochs), int(batch_size)
         self.lr, self.weight_decay, self.user_embedding = float(lr), float(weight_decay), bool(user_embedding)
         self.net: nn.Module | None = None
@@ -107,6 +109,7 @@ class CTRModel(Model):
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         bce = nn.BCEWithLogitsLoss()
         n = len(rows)
+        step, window = 0, []
         for epoch in range(self.epochs):
             self.net.train()
             perm = torch.as_tensor(rng.permutation(n), device=self.device)
@@ -122,10 +125,24 @@ class CTRModel(Model):
                 opt.step()
                 tot, nb = tot + float(target.detach()), nb + 1
                 tot_aux += float(aux.detach()) if aux is not None else 0.0
+                step += 1
+                if self.log_every:
+                    window.append((float(target.detach()), float(aux.detach()) if aux is not None else None))
+                    if step % self.log_every == 0:
+                        self._log_window(ctx, window, step)
+                        window = []
             ctx.log_metric("train/loss", tot / max(nb, 1), epoch)
             if tot_aux:
                 ctx.log_metric("train/aux_loss", tot_aux / max(nb, 1), epoch)
             ctx.progress(epoch + 1, self.epochs)
+
+    @staticmethod
+    def _log_window(ctx: FitContext, window: list, step: int) -> None:
+        """The learning curves of DMR's Figure 3: mean L_target and β·L_NS over the last `log_every` batches."""
+        ctx.log_metric("train/target_loss_iter", float(np.mean([t for t, _ in window])), step)
+        aux = [a for _, a in window if a is not None]
+        if aux:
+            ctx.log_metric("train/aux_loss_iter", float(np.mean(aux)), step)
 
     @torch.no_grad()
     def logits(self, rows: ImpressionRows) -> np.ndarray:
@@ -277,9 +294,7 @@ class _DMRNet(nn.Module):
         e, ec = self.emb.item(seq), self.emb.item(item)
         parts = [self.emb.side(b), ec]
         # Item-to-Item: â_t, r̂ = Σ â_t, û = Σ softmax(â)_t e_t
-        h = self.i_we(e) + self.i_wc(ec)[:, None, :]
-        if not self.m.no_pos:
-            h = h + self.i_wp(self.pos.weight[: seq.shape[1]])[None]
+        h = self.i_we(e) + self.i_wc(ec)[:, None, :] + self.i_wp(self.pos.weight[: seq.shape[1]])[None]
         a_hat = self.i_z(torch.tanh(h))[..., 0] * mask.float()
         alpha = torch.softmax(a_hat.masked_fill(~mask, -1e9), 1) * mask.float()
         parts.append((alpha[..., None] * e).sum(1))
@@ -348,6 +363,8 @@ COMMON = (
     Param("lr", "float", 1e-3, "Adam learning rate", low=0.0),
     Param("weight_decay", "float", 0.0, "Adam weight decay", low=0.0),
     Param("user_embedding", "bool", False, "add a user-id embedding (x_p) / user weight"),
+    Param("log_every", "int", 0, "also log the training losses averaged over every log_every batches "
+                                 "(train/*_iter: DMR's Figure 3 curves); 0: per epoch only", low=0),
 )
 HIDDEN = Param("hidden", "list", None, "MLP hidden sizes (default 512, 256, 128 with PReLU)", nullable=True)
 
@@ -373,6 +390,6 @@ def register_models(register):
                          Param("no_u2i", "bool", False, "ablation: drop the User-to-Item network (r and L_NS)"),
                          Param("no_i2i", "bool", False, "ablation: drop r̂ of the Item-to-Item network"),
                          Param("no_aux", "bool", False, "ablation: no auxiliary match loss"),
-                         Param("no_pos", "bool", False, "ablation: no positional encoding in the attentions"),
+                         Param("no_pos", "bool", False, "ablation: no positional encoding in the User-to-Item attention"),
                          Param("double_embedding", "bool", False,
                                "ablation: no separate V′; shared item embedding of twice the size"))))
