@@ -181,6 +181,22 @@ def test_user_split_groups_and_no_leak(seed):
     assert set(other.test.states.user.tolist()) != b_users
 
 
+def test_user_split_calibration_is_group_a_on_the_same_window():
+    ds = random_ds(seed=4)
+    x = ds.interactions
+    sp_ = UserSplit(test_fraction=0.3, horizon=5, calibration=True).split(ds, 0)
+    T, end = sp_.info["cut"], sp_.info["window_end"]
+    cal = sp_.calibration
+    a_users, b_users = set(cal.states.user.tolist()), set(sp_.test.states.user.tolist())
+    assert a_users and not a_users & b_users and (cal.states.time == T).all()
+    assert sp_.info["calibration_n_states"] == len(a_users)
+    for s, u in enumerate(cal.states.user):
+        window = set(x.item[(x.user == u) & (x.time >= T) & (x.time < end)].tolist())
+        assert set(cal.targets[s].indices.tolist()) == window
+        assert sorted(cal.states.history(s).tolist()) == sorted(x.item[(x.user == u) & (x.time < T)].tolist())
+    assert UserSplit(test_fraction=0.3, horizon=5).split(ds, 0).calibration is None
+
+
 def test_user_split_min_history_and_errors():
     ds = random_ds()
     sp_ = UserSplit(test_fraction=0.5, horizon=None, min_history=28).split(ds, 0)

@@ -13,6 +13,10 @@ everything before the test window; group B's histories are therefore also traini
 their window and everything after it never reach training.) Test states: group-B users with at
 least `min_history` events before T, history = those events; targets = their items in the window.
 States without a target are kept and counted (`n_states_without_target`).
+
+`calibration: true` adds the authors' calibration set for RNN-HP / GCMC* / Online-Dual on a user split: the
+same window [T, T + horizon) on group A's users (states at T, history before it) — "keep the same time but
+change the user base to Group A" (RIM Section 5). Group A's window events are training events too, as in RIM.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from .temporal import fmt_time, summary, time_bounds, users_with_history, window
 
 class UserSplit:
     def __init__(self, test_fraction: float = 0.5, horizon: float | None = 7.0, cut: str = "median_span",
-                 min_history: int = 1):
+                 min_history: int = 1, calibration: bool = False):
+        self.calibration = bool(calibration)
         if cut == "last_horizon" and horizon is None:
             raise ConfigError("user split: cut=last_horizon needs a horizon (days); set horizon or use cut=median_span")
         self.test_fraction, self.horizon, self.cut, self.min_history = float(test_fraction), horizon, cut, int(min_history)
@@ -77,6 +82,12 @@ class UserSplit:
                                f"-> T={T:g}, min_history={self.min_history})")
 
         train = x.subset(~in_b[x.user] | (x.time < T))
+        calib = None
+        if self.calibration:
+            a_users = users_with_history(x, T, self.min_history, among=np.flatnonzero(~in_b & (x.user_counts > 0)))
+            calib = states_from_events(x, a_users, np.full(len(a_users), T), np.full(len(a_users), end),
+                                       name="calibration")
+            require_nonempty(calib, "user (calibration: group A on the test window)")
         info = {"cut": T, "cut_rule": self.cut, "window_end": end,
                 "window": f"[{T:g}, {fmt_time(end)})",
                 "horizon_days": float("nan") if self.horizon is None else float(self.horizon),
@@ -84,7 +95,8 @@ class UserSplit:
                 "n_group_a": int(len(active) - n_b), "n_group_b": int(n_b), "n_train": len(train),
                 "train": "group A: all events; group B: events before the cut"}
         info.update(summary(test))
-        return SplitData(train=train, test=test, info=info)
+        info.update(summary(calib, "calibration_"))
+        return SplitData(train=train, test=test, info=info, calibration=calib)
 
 
 @hookimpl
@@ -100,4 +112,6 @@ def register_splits(register):
             Param("cut", "str", "median_span", "median_span: T = first time + median user span; "
                   "last_horizon: T = last time - horizon", choices=("median_span", "last_horizon")),
             Param("min_history", "int", 1, "group-B users need this many events before the cut to be tested", low=1),
+            Param("calibration", "bool", False, "add a calibration set: group A's users on the same window (RIM's "
+                                                "calibration for *_hp and Online-Dual on user splits)"),
         )))
