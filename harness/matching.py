@@ -3,7 +3,7 @@ of items to user-states, and the assignment is measured against the test targets
 
 Method-agnostic pieces live here; concrete planners (`topk`, `greedy`, `dual`) are plugins.
 
-- `Constraints`: user capacity alpha (each state takes at most K = floor(alpha·|Y|) items), item
+- `Constraints`: user capacity alpha (each state takes at most K = ceil(alpha·|Y|) items), item
   minimum exposure beta and optional maximum exposure beta_max (shares of the |X| states), as in
   RIM's Eq. 9-10. `check` turns bad or infeasible values into one clear error naming the key.
 - `PlanningScores`: what a planner plans on, streamed block by block from a `ScoreSource` (factors
@@ -82,19 +82,9 @@ class Constraints:
         if n_states == 0 or n_items == 0:
             raise DataError(f"{where}: nothing to plan ({n_states} user-states x {n_items} items); "
                             "the split left no test states")
-        k = int(math.floor(self.alpha * n_items + 1e-9))
-        if k < 1:
-            raise ConfigError(
-                f"{where}: alpha={self.alpha:g} gives alpha·|Y| = {self.alpha * n_items:.3g} items per user-state "
-                f"(|Y| = {n_items}), fewer than one; raise alpha to at least 1/|Y| = {1.0 / n_items:.3g}")
-        c_min = self.beta * n_states
+        k = int(math.ceil(self.alpha * n_items - 1e-9))  # the authors: K = ceil(1% of items); with beta <= alpha
+        c_min = self.beta * n_states                       # the minimum exposure, beta·|X|·|Y| <= K·|X|, is feasible
         c_max = n_states if self.beta_max is None else self.beta_max * n_states
-        if c_min * n_items > k * n_states + 1e-9:
-            raise ConfigError(
-                f"{where}: beta={self.beta:g} is infeasible with alpha={self.alpha:g} on {n_states} user-states x "
-                f"{n_items} items: the items' minimum exposure needs beta·|X|·|Y| = {c_min * n_items:.6g} assignments "
-                f"but K = floor(alpha·|Y|) = {k} per state allows only K·|X| = {k * n_states}; lower beta to at most "
-                f"{k / n_items:.6g} or raise alpha")
         return k, c_min, c_max
 
 

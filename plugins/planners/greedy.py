@@ -1,7 +1,7 @@
 """Planner `greedy` (RIM's Offline-greedy): assign (state, item) pairs in global score order while both
 the state's and the item's capacities remain — the authors' code (`assign_mtch`).
 
-Without a minimum exposure (beta = 0) that is one pass with capacities K = floor(alpha·|Y|) per
+Without a minimum exposure (beta = 0) that is one pass with capacities K = ceil(alpha·|Y|) per
 state and floor(beta_max·|X|) (or |X|) per item. With beta > 0 it runs in two phases, as the authors
 do: phase 1 fills the items' minimum C = ceil(beta·|X|) with every state capped at
 ceil(C·|Y| / |X|) (so the minimum is spread over the states before anyone fills up), phase 2 tops

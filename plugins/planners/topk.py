@@ -1,4 +1,4 @@
-"""Planner `topk`: every user-state takes its K = floor(alpha·|Y|) best items; items' exposure is not
+"""Planner `topk`: every user-state takes its K = ceil(alpha·|Y|) best items; items' exposure is not
 constrained (the unconstrained ItemRec end of RIM's Figure 4; beta is only measured)."""
 from __future__ import annotations
 
@@ -21,5 +21,5 @@ class TopK(Planner):
 def register_planners(register):
     register(PlannerSpec(
         name="topk", factory=TopK,
-        description="per user-state top-K items, K = floor(alpha·|Y|); no item constraint",
+        description="per user-state top-K items, K = ceil(alpha·|Y|); no item constraint",
         params=(ALPHA,)))
