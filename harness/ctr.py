@@ -30,6 +30,7 @@ from scipy.stats import rankdata
 from .errors import DataError
 
 EPS = 1e-7
+DIRECTIONS = {"auc": 1, "gauc": 1, "logloss": -1, "calibration": 0}  # for reports (calibration: 1 is best)
 PREDICT_CHUNK = 65536
 
 

@@ -26,9 +26,6 @@ from .views import VIEW_KEYS, render
 ALPHA = 0.05
 SKIP_PREFIXES = ("train/", "truth/", "time/")
 TRUTH = "truth"
-LOWER_IS_BETTER = {"logloss", "loss", "rmse", "mae", "mse", "kl", "error", "regret", "violation"}
-UNRANKED = {"popularity", "activeness", "popularity_median", "activeness_median", "delivered_share", "per_state",
-            "calibration"}  # descriptive: shown, never bolded or tested
 MARK_T, MARK_W, MARK_U = "†", "‡", "§"
 RESULT_COLUMNS = ["task", "method", "dataset", "metric", "mean", "std", "n_seeds"]
 _K = re.compile(r"^(?P<family>.+?)_(?P<k>\d+)$")
@@ -126,6 +123,8 @@ def _long(tracker: Tracker, suite: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "start_time" in fin:  # newest first, so the newest run wins where two configurations share a label
         fin = fin.sort_values("start_time", ascending=False, kind="stable")
     parts = []
+    tags = fin["tags.matchbench.directions"] if "tags.matchbench.directions" in fin else pd.Series(None, index=fin.index)
+    declared = tags.map(_declared)
     for col, task, metric in _metric_columns(fin):
         vals = pd.to_numeric(fin[col], errors="coerce")
         keep = vals.notna()
@@ -133,9 +132,10 @@ def _long(tracker: Tracker, suite: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         parts.append(pd.DataFrame({"task": task, "method": fin.loc[keep, "_method"], "dataset": fin.loc[keep, "_dataset"],
                                    "metric": metric, "seed": fin.loc[keep, "_seed"], "value": vals[keep],
-                                   "run_id": fin.loc[keep, "run_id"]}))
+                                   "run_id": fin.loc[keep, "run_id"],
+                                   "direction": [_direction(metric, d) for d in declared[keep]]}))
     long = (pd.concat(parts, ignore_index=True) if parts else
-            pd.DataFrame(columns=["task", "method", "dataset", "metric", "seed", "value", "run_id"]))
+            pd.DataFrame(columns=["task", "method", "dataset", "metric", "seed", "value", "run_id", "direction"]))
     # one value per (task, method, dataset, metric, seed): an edited suite can leave an older configuration
     # under the same label (e.g. a default that changed); the newest run counts
     long = long.drop_duplicates(["task", "method", "dataset", "metric", "seed"], keep="first")
@@ -178,14 +178,23 @@ def holm(pvalues: Iterable[float]) -> np.ndarray:
     return out
 
 
-def _direction(metric: str) -> int:
-    """+1 higher is better, -1 lower is better, 0 descriptive (not ranked, not tested)."""
+def _direction(metric: str, declared: dict[str, int] | None = None) -> int:
+    """+1 higher is better, -1 lower is better, 0 descriptive (not ranked, not tested): as the cell's
+    `matchbench.directions` tag declares it (metric plugins and tasks own their directions); counts are
+    descriptive; runs logged without the tag fall back to "a loss is lower-is-better, the rest higher"."""
     family = _metric_key(metric)[0].rsplit("/", 1)[-1]  # matching metrics are <planner>/<metric>
-    if family.startswith("n_") or family in UNRANKED:
+    if family.startswith("n_"):
         return 0
-    if family in LOWER_IS_BETTER or family.endswith(("loss", "_error")):
-        return -1
-    return 1
+    if declared and family in declared:
+        return int(declared[family])
+    return -1 if family.endswith("loss") else 1
+
+
+def _declared(tag: object) -> dict[str, int]:
+    try:
+        return {str(k): int(v) for k, v in json.loads(tag).items()} if isinstance(tag, str) else {}
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _paired_p(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -277,7 +286,7 @@ def _columns(long: pd.DataFrame, task: str, pq: _PerQuery | None) -> list[_Colum
     out = []
     for (dataset, metric), col in sub.groupby(["dataset", "metric"], sort=False):
         means = col.groupby("method")["value"].mean().dropna()  # a method without a value is not ranked
-        direction = _direction(metric)
+        direction = int(col["direction"].iloc[0]) if "direction" in col else _direction(metric)
         best, second, marks, tests = [], [], {}, {}
         signed = (means * direction).round(12)  # one rounding for ranking and membership (pandas' and
         ranked = sorted(set(signed), reverse=True) if direction else []  # Python's round can differ)
@@ -373,7 +382,9 @@ def _task_table(agg: pd.DataFrame, long: pd.DataFrame, task: str, pq: _PerQuery 
             row.append(text)
         rows.append(row)
     header = ["method"] + [f"{ds} · {metric}" if several else metric for ds, metric in keys]
-    arrows = {metric: {1: " ↑", -1: " ↓", 0: ""}[_direction(metric)] for _, metric in keys}
+    declared = long.groupby("metric")["direction"].first() if "direction" in long else {}
+    arrows = {metric: {1: " ↑", -1: " ↓", 0: ""}[int(declared[metric]) if metric in declared else _direction(metric)]
+              for _, metric in keys}
     header = [header[0]] + [h + arrows[k[1]] for h, k in zip(header[1:], keys)]
     return _md_table(header, rows, ["---"] + ["--:"] * len(keys)), any_mark
 

@@ -47,6 +47,7 @@ def run_cell(cell: Cell, registry: Registry, progress: Callable[[str, int, int],
     rec.tags = {"matchbench.model": cell.model.name, "matchbench.dataset": cell.dataset.name,
                 "matchbench.method": cell.labels.get("model", cell.model.name) + (f" · {cell.loss.name}" if cell.loss else ""),
                 "matchbench.dataset_label": cell.labels.get("dataset", cell.dataset.name)}
+    rec.tags["matchbench.directions"] = json.dumps(metric_directions(cell, registry), sort_keys=True)
     if cell.labels.get("given") == "model":  # the suite named this method: reports show that name
         rec.tags["matchbench.model_label"] = cell.labels["model"]
     if cell.skip_reason:
@@ -58,6 +59,24 @@ def run_cell(cell: Cell, registry: Registry, progress: Callable[[str, int, int],
         rec.status, rec.error = "FAILED", traceback.format_exc()
     rec.end_time = time.time()
     return rec
+
+
+def metric_directions(cell: Cell, registry: Registry) -> dict[str, int]:
+    """Per metric family, +1 higher is better, -1 lower, 0 descriptive: what the report bolds and tests.
+    Metric plugins declare theirs (MetricSpec.direction); the ctr and matching tasks own theirs."""
+    from .ctr import DIRECTIONS as CTR
+    from .matching import DIRECTIONS as MATCHING
+
+    out = {}
+    for name in cell.settings.get("metrics", []):
+        try:
+            out[name] = int(registry.get("metric", name).direction)
+        except Exception:  # noqa: BLE001 - an unknown metric fails the cell later with its own message
+            continue
+    tasks = set(cell.settings.get("tasks", []))
+    out.update(CTR if "ctr" in tasks else {})
+    out.update(MATCHING if cell.settings.get("planners") else {})
+    return out
 
 
 def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -> None:

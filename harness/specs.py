@@ -80,12 +80,14 @@ class PlannerSpec(PluginSpec):
 class MetricSpec(PluginSpec):
     """A ranking metric. `per_query`: fn(hits[n,K] bool tensor, n_rel[n], k) -> per-query values.
     Otherwise a set-level metric: fn(counts_k: per-candidate retrieval counts at k,
-    weight: per-candidate popularity/activeness) -> float."""
+    weight: per-candidate popularity/activeness) -> float. `direction`: +1 higher is better, -1 lower is
+    better, 0 descriptive (reports show it, never bold or test it)."""
 
     kind: ClassVar[str] = "metric"
     tasks: tuple[str, ...] = ("itemrec", "userrec")
     per_query: bool = True
     uses_cutoff: bool = True
+    direction: int = 1
 
     def supports(self) -> str:
         return "tasks: " + ",".join(self.tasks) + ("; at each K" if self.uses_cutoff else "")

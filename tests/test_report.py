@@ -203,3 +203,31 @@ def test_two_configurations_under_one_label_count_once_newest_first(tmp_path):
     a = table[(table.method == "a") & (table.metric == "ndcg_10")]
     assert len(a) == 1 and a["mean"].iloc[0] == 0.9 and a["n_seeds"].iloc[0] == 1
     write_report(FakeTracker(pd.DataFrame(runs), {}, {}), "fake", tmp_path)  # and the report does not crash
+
+
+def test_metric_directions_come_from_the_cells_tag(tmp_path):
+    """A metric plugin or task declares its direction (tag matchbench.directions); the report bolds and marks
+    by it: descriptive metrics are never bolded, lower-is-better ones bold their minimum."""
+    import json as _json
+
+    from conftest import tiny_suite
+    from harness.registry import Registry
+    from harness.runner import metric_directions
+    from harness.suite import build_suite
+
+    runs = []
+    for m, (pop, err, ll) in {"a": (5.0, 0.2, 0.3), "b": (9.0, 0.1, 0.5)}.items():
+        runs.append({"run_id": m, "run_name": m, "status": "FINISHED", "config_hash": m, "wall_time": 1.0,
+                     "params.model": m, "params.dataset": "d", "params.seed": "0", "params.loss": "none",
+                     "tags.matchbench.directions": _json.dumps({"popularity": 0, "err": -1, "logloss": -1}),
+                     "metrics.itemrec/popularity_10": pop, "metrics.itemrec/err_10": err, "metrics.ctr/logloss": ll})
+    md = write_report(FakeTracker(pd.DataFrame(runs), {}, {}), "fake", tmp_path).read_text()
+    assert "| popularity_10 |" in md.replace(" ↑", "").replace(" ↓", "") and "popularity_10 ↑" not in md
+    assert "**9.0000" not in md and "**5.0000" not in md          # descriptive: never bold
+    assert "err_10 ↓" in md and "**0.1000" in md                   # declared lower-is-better: b's 0.1 is best
+    assert "logloss ↓" in md and "**0.3000" in md
+    reg = Registry.load()
+    cell = build_suite(tiny_suite(metrics=["recall", "popularity"], tasks=["itemrec", "matching"],
+                                  planners=[{"name": "topk"}]), reg).cells[0]
+    d = metric_directions(cell, reg)
+    assert d["recall"] == 1 and d["popularity"] == 0 and d["delivered_share"] == 0 and "logloss" not in d

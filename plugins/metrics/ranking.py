@@ -89,12 +89,12 @@ def register_metrics(register):
     register(MetricSpec(name="coverage", factory=lambda: coverage, per_query=False,
                         description="catalogue coverage@K: share of candidates retrieved for anyone"))
     register(MetricSpec(name="popularity", factory=lambda: mean_weight, per_query=False, tasks=("itemrec",),
-                        description="mean training popularity (event count) of retrieved items"))
+                        direction=0, description="mean training popularity (event count) of retrieved items"))
     register(MetricSpec(name="activeness", factory=lambda: mean_weight, per_query=False, tasks=("userrec",),
-                        description="mean activeness (history length) of retrieved user-states"))
+                        direction=0, description="mean activeness (history length) of retrieved user-states"))
     register(MetricSpec(name="popularity_median", factory=lambda: median_weight, per_query=False,
-                        tasks=("itemrec",), description="median training popularity of retrieved items (UniMatch Table XI)"))
+                        tasks=("itemrec",), direction=0, description="median training popularity of retrieved items (UniMatch Table XI)"))
     register(MetricSpec(name="activeness_median", factory=lambda: median_weight, per_query=False,
-                        tasks=("userrec",), description="median activeness of retrieved user-states (UniMatch Table XI)"))
+                        tasks=("userrec",), direction=0, description="median activeness of retrieved user-states (UniMatch Table XI)"))
 
 
