@@ -192,6 +192,36 @@ def test_sequence_models_learn_a_successor_rule_and_score_unseen_users(reg, name
     assert model.score_kind == "logit"
 
 
+def test_intensity_variants_reuse_the_sequence_fit_of_the_same_seed_and_data(reg):
+    """rnn and rnn_pop on the same events and seed share one fitted p(y | x) (so rnn_pop's score is rnn's plus
+    log λ(x)); another seed, other events or other hyper-parameters fit anew."""
+    from plugins.models import sequence
+
+    rng = np.random.default_rng(1)
+    train = Interactions(user=np.repeat(np.arange(20), 6), item=rng.integers(0, 9, 120),
+                         time=np.tile(np.arange(6, dtype=float), 20), n_users=20, n_items=9, time_unit="day")
+    sequence._FITS.clear()
+    logs = {}
+
+    def fit(name, seed=0, data=train, **kw):
+        m = reg.create("model", name, epochs=2, factors=8, **kw)
+        seen = logs.setdefault((name, seed, len(data), tuple(kw.items())), [])
+        m.fit(data, None, FitContext(seed=seed, device=CPU, log_metric=lambda k, v, s: seen.append((k, v, s))))
+        return m, seen
+
+    base, base_log = fit("rnn")
+    pop, pop_log = fit("rnn_pop")
+    assert ("train/fit_reused", 1.0, 0) in pop_log and ("train/fit_reused", 1.0, 0) not in base_log
+    assert [c for c in pop_log if c[0] == "train/loss"] == [c for c in base_log if c[0] == "train/loss"]
+    states = _states([0, 1], [10.0, 10.0], [[1, 2, 3], [4]])
+    np.testing.assert_allclose(pop.log_item_probs(states).numpy(), base.log_item_probs(states).numpy(), atol=1e-6)
+    score = lambda m: (lambda u, v: (u @ v.T).numpy())(*m.factors(states))  # noqa: E731
+    diff = score(pop) - score(base)
+    np.testing.assert_allclose(diff, np.broadcast_to(pop.log_prior(states)[:, None], diff.shape), atol=1e-5)
+    for other in (fit("rnn", seed=1)[1], fit("rnn", data=train.subset(np.arange(100)))[1], fit("rnn", lr=0.01)[1]):
+        assert ("train/fit_reused", 1.0, 0) not in other
+
+
 # ------------------------------------------------------------------------------------------- synthetic world
 
 def _column_spearman(scores: np.ndarray, truth: np.ndarray) -> float:
