@@ -44,7 +44,7 @@ def run(suite_: str | Path | dict, registry: Registry | None = None, jobs: int =
     if report if report is not None else s.report.get("enabled", True):
         from .report import write_report
 
-        write_report(tracker, s.name, Path(s.report.get("dir", "reports")), metrics=s.report.get("metrics"), views=s.report)
+        write_report(tracker, s.name, Path(s.report.get("dir", "reports")), metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"))
     rows = [{"run_name": r.run_name, "status": r.status, "config_hash": r.config_hash, "wall_time": r.wall_time,
              "reason": r.reason, "error": r.error, **{f"params.{k}": v for k, v in r.params.items()},
              **{f"metrics.{k}": v for k, v in r.metrics.items()}} for r in records]

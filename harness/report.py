@@ -578,11 +578,12 @@ def _keep_metrics(frame: pd.DataFrame, metrics: Iterable[str] | None) -> pd.Data
 
 
 def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), per_query: bool = True,
-                 metrics: Iterable[str] | None = None, views: dict | None = None) -> Path:
+                 metrics: Iterable[str] | None = None, views: dict | None = None, note: str | None = None) -> Path:
     """Write `<out_dir>/<suite>.md` and its PNG plots in `<out_dir>/<suite>/`; return the markdown path.
     `metrics` (the suite's `report.metrics`) limits the tables' columns, e.g. [ndcg_10, recall] — a wide grid
     otherwise gives tables nobody can read; `matchbench results` still prints every metric. `views` (the suite's
-    `report:` block) adds the paper-shaped tables and figures of `harness.views` it names."""
+    `report:` block) adds the paper-shaped tables and figures of `harness.views` it names; `note` (its
+    `report.note`) is the suite author's reading guide, printed under the title."""
     out_dir = Path(out_dir)
     stem = _safe(suite)
     plots_dir = out_dir / stem
@@ -598,6 +599,8 @@ def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), 
     buf.write(f"# Suite `{suite}`\n\n")
     buf.write(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from the tracking store by `matchbench report`. ")
     buf.write("Only FINISHED cells enter the tables; the latest record per configuration counts.\n\n")
+    if note:
+        buf.write(str(note).strip() + "\n\n")
     buf.write(_tables_md(agg, long, pq))
     buf.write("\n")
     if views and not df.empty and any(views.get(k) for k in VIEW_KEYS):

@@ -303,10 +303,11 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     for label in sorted({x for x in named if named.count(x) > 1}):
         problems.append(f"models: label {label!r} names several entries; give each entry its own label")
     report = {"enabled": True, "dir": "reports", **(raw.get("report") or {})}
-    unknown = sorted(set(report) - {"enabled", "dir", "metrics", *VIEW_KEYS})
+    unknown = sorted(set(report) - {"enabled", "dir", "metrics", "note", *VIEW_KEYS})
     if unknown:
         problems.append(f"report: unknown key(s) {', '.join(map(repr, unknown))}; report takes enabled, dir, "
-                        f"metrics (the table columns, e.g. [ndcg_10, recall]) and the views {', '.join(VIEW_KEYS)}")
+                        f"metrics (the table columns, e.g. [ndcg_10, recall]), note (text under the title) and the "
+                        f"views {', '.join(VIEW_KEYS)}")
     problems.extend(check_views(report))
     if problems:
         raise ConfigError(problems, source=source)

@@ -68,7 +68,10 @@ def test_views_are_checked_in_the_suite_and_drawn_by_the_report(tmp_path):
                      "metrics.itemrec/recall_10": rec, "metrics.userrec/recall_10": rec / 2,
                      "metrics.train/loss": 0.5})
         curves[(rid, "train/loss")] = [(0, 1.0), (1, 0.5)]
-    md = write_report(FakeTracker(pd.DataFrame(runs), curves, {}), "fake", tmp_path, views=good).read_text()
+    md = write_report(FakeTracker(pd.DataFrame(runs), curves, {}), "fake", tmp_path, views=good,
+                      note="Read **this** first.").read_text()
+    assert md.index("Read **this** first.") < md.index("## Task: itemrec")
+    assert build_suite(tiny_suite(report={"note": "text"}), reg).report["note"] == "text"
     assert "## Views" in md and "| BPR | 0.1200 | +20.00% |" in md
     assert (tmp_path / "fake" / "scatter_0_itemrec_recall_10_userrec_recall_10.png").exists()
     assert (tmp_path / "fake" / "curves_0_BPR_synthetic.png").exists()
