@@ -488,6 +488,14 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "x"
 
 
+def _has_steps(tracker: Tracker, runs: pd.DataFrame, name: str) -> bool:
+    """Whether `name` is a curve (several steps) rather than one value logged once, judged on one run."""
+    try:
+        return len(tracker.curve(runs["run_id"].iloc[0], name)) > 1
+    except NotImplementedError:
+        return True
+
+
 def _plot_curves(df: pd.DataFrame, tracker: Tracker, folder: Path) -> list[tuple[str, Path]]:
     import matplotlib
 
@@ -495,7 +503,8 @@ def _plot_curves(df: pd.DataFrame, tracker: Tracker, folder: Path) -> list[tuple
     import matplotlib.pyplot as plt
 
     fin = df[df["status"] == "FINISHED"]
-    names = sorted(c[len("metrics."):] for c in fin.columns if c.startswith("metrics.train/") and fin[c].notna().any())
+    names = sorted(c[len("metrics."):] for c in fin.columns if c.startswith("metrics.train/") and fin[c].notna().any()
+                   and _has_steps(tracker, fin[fin[c].notna()], c[len("metrics."):]))
     out = []
     seeds = sorted(fin["_seed"].unique(), key=lambda s: (s != "0", s))
     seed = seeds[0] if seeds else "0"

@@ -60,6 +60,12 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "x"
 
 
+def _wrap(text: str, width: int = 70) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
 def _plt():
     import matplotlib
 
@@ -123,7 +129,7 @@ def scatter(agg: pd.DataFrame, x: str, y: str, path: Path, title: str | None = N
         ax.set_title(d)
         ax.grid(alpha=0.3)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_wrap(title, 110), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -168,7 +174,7 @@ def fronts(agg: pd.DataFrame, x: str, y: str, path: Path, methods: list[str] | N
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_wrap(title, 110), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -201,7 +207,7 @@ def curves(df: pd.DataFrame, tracker: Any, method: str, metrics: list[str], path
         if drawn:
             ax.set_xlabel("step")
             ax.set_ylabel("training loss")
-            ax.set_title(f"{title or method} · {dataset} · seed {seed}", fontsize=9)
+            ax.set_title(_wrap(f"{title or method} · {dataset} · seed {seed}"), fontsize=8)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
             fig.tight_layout()

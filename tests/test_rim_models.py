@@ -211,7 +211,7 @@ def test_intensity_variants_reuse_the_sequence_fit_of_the_same_seed_and_data(reg
 
     base, base_log = fit("rnn")
     pop, pop_log = fit("rnn_pop")
-    assert ("train/fit_reused", 1.0, 0) in pop_log and ("train/fit_reused", 1.0, 0) not in base_log
+    assert ("time/fit_reused", 1.0, 0) in pop_log and ("time/fit_reused", 1.0, 0) not in base_log
     assert [c for c in pop_log if c[0] == "train/loss"] == [c for c in base_log if c[0] == "train/loss"]
     states = _states([0, 1], [10.0, 10.0], [[1, 2, 3], [4]])
     np.testing.assert_allclose(pop.log_item_probs(states).numpy(), base.log_item_probs(states).numpy(), atol=1e-6)
@@ -219,7 +219,7 @@ def test_intensity_variants_reuse_the_sequence_fit_of_the_same_seed_and_data(reg
     diff = score(pop) - score(base)
     np.testing.assert_allclose(diff, np.broadcast_to(pop.log_prior(states)[:, None], diff.shape), atol=1e-5)
     for other in (fit("rnn", seed=1)[1], fit("rnn", data=train.subset(np.arange(100)))[1], fit("rnn", lr=0.01)[1]):
-        assert ("train/fit_reused", 1.0, 0) not in other
+        assert ("time/fit_reused", 1.0, 0) not in other
 
 
 # ------------------------------------------------------------------------------------------- synthetic world

@@ -199,7 +199,7 @@ class SequenceRecommender(Model):
         self.epoch_times = list(fit["epoch_times"])
         for name, value, step in fit["curves"]:
             ctx.log_metric(name, value, step)
-        ctx.log_metric("train/fit_reused", 1.0, 0)
+        ctx.log_metric("time/fit_reused", 1.0, 0)
         ctx.progress(self.epochs, self.epochs)
 
     def _train(self, train, ctx):
