@@ -157,25 +157,30 @@ def front_points(agg: pd.DataFrame, x: str, y: str, methods: list[str] | None = 
 
 def fronts(agg: pd.DataFrame, x: str, y: str, path: Path, methods: list[str] | None = None,
            title: str | None = None) -> Path | None:
+    """One panel per dataset (rows) and planner family (columns), as the paper's Figure 4(a)-(c): each method a
+    line through its beta settings."""
     pts = front_points(agg, x, y, methods)
     if pts.empty:
         return None
     plt = _plt()
-    datasets = sorted(pts["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 5), squeeze=False)
+    datasets, families = sorted(pts["dataset"].unique()), sorted(pts["family"].unique())
+    fig, axes = plt.subplots(len(datasets), len(families), figsize=(4.2 * len(families), 3.6 * len(datasets)),
+                             squeeze=False)
     colours = {m: f"C{i % 10}" for i, m in enumerate(sorted(pts["method"].unique()))}
-    styles = {f: s for f, s in zip(sorted(pts["family"].unique()), ["-o", "--s", ":^", "-.v", "-x", "--d"] * 3)}
-    for ax, d in zip(axes[0], datasets):
-        for (method, family), g in pts[pts["dataset"] == d].groupby(["method", "family"], sort=True):
-            ax.plot(g["x"], g["y"], styles[family], color=colours[method], label=f"{method} · {family}", ms=4)
-        ax.set_xlabel(f"matching/{x}")
-        ax.set_ylabel(f"matching/{y}")
-        ax.set_title(f"{d} (points: beta)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
+    for r, d in enumerate(datasets):
+        for c, f in enumerate(families):
+            ax = axes[r][c]
+            for method, g in pts[(pts["dataset"] == d) & (pts["family"] == f)].groupby("method", sort=True):
+                ax.plot(g["x"], g["y"], "-o", color=colours[method], label=method, ms=3)
+            ax.set_title(f"{d} · {f}", fontsize=9)
+            ax.set_xlabel(f"matching/{x}", fontsize=8)
+            ax.set_ylabel(f"matching/{y}", fontsize=8)
+            ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=col, marker="o", label=m) for m, col in colours.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     if title:
-        fig.suptitle(_wrap(title, 110), fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(_wrap(title + " (points: beta; left to right as beta grows)", 130), fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) // 6), 1, 0.95))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
