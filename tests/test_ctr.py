@@ -310,7 +310,11 @@ def test_the_dmr_suite_validates(reg):
     from harness.suite import load_suite
 
     s = load_suite(Path(__file__).parent.parent / "suites" / "dmr.yaml", reg)
-    assert len(s.cells) == 16 and not [c for c in s.cells if c.skip_reason]
+    assert len(s.cells) == 11 * 2 * 5 and not [c for c in s.cells if c.skip_reason]   # methods x datasets x seeds
+    assert {c.labels["model"] for c in s.cells} == {"LR", "Wide&Deep", "PNN", "DIN", "DIEN", "DMR", "DMR I2I",
+                                                   "DMR U2I", "DMR-NO-AM", "DMR-NO-PE", "DMR-Double"}
+    for name in ("dmr_match", "rim", "rim_matching"):
+        assert load_suite(Path(__file__).parent.parent / "suites" / f"{name}.yaml", reg).cells
 
 
 @pytest.mark.slow
