@@ -22,6 +22,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=None, help="epochs per model (default: the model's default)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", nargs="+", default=["rnn", "sasrec"])
+    ap.add_argument("--keep-seen", action="store_true",
+                    help="rank the user's already-seen items too (RecBole's full-sort protocol does not exclude them)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -44,7 +46,8 @@ def main(argv=None) -> dict:
         model.fit(split.train, None, ctx)
         fit_s = time.perf_counter() - t0
         src = ScoreSource(model, split.test, split.n_items, torch.device("cpu"))
-        res = evaluate_full("itemrec", src, split.test, [10], metrics, split.train.item_counts)
+        res = evaluate_full("itemrec", src, split.test, [10], metrics, split.train.item_counts,
+                            exclude_seen=not args.keep_seen)
         ep = np.asarray(model.epoch_times)
         row = {"epochs": len(ep), "epoch_s_median": float(np.median(ep)), "epoch_s_mean": float(ep.mean()),
                "fit_s": fit_s, "ndcg_10": float(res.metrics["ndcg_10"]), "recall_10": float(res.metrics["recall_10"]),
