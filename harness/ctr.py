@@ -28,6 +28,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .errors import DataError
+from .splits import csr_ranges
 
 EPS = 1e-7
 DIRECTIONS = {"auc": 1, "gauc": 1, "logloss": -1, "calibration": 0}  # for reports (calibration: 1 is best)
@@ -72,9 +73,7 @@ class ImpressionRows:
     def take(self, rows: np.ndarray) -> "ImpressionRows":
         """The rows in `rows` (in that order), sequences included; vectorised."""
         rows = np.asarray(rows, dtype=np.int64)
-        lo, hi = self.seq_ptr[rows], self.seq_ptr[rows + 1]
-        ptr = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
-        idx = np.repeat(lo - ptr[:-1], hi - lo) + np.arange(ptr[-1])
+        ptr, idx = csr_ranges(self.seq_ptr[rows], self.seq_ptr[rows + 1])
         return ImpressionRows(user=self.user[rows], item=self.item[rows], time=self.time[rows], label=self.label[rows],
                               seq_ptr=ptr, seq_item=self.seq_item[idx], seq_time=self.seq_time[idx],
                               context={k: v[rows] for k, v in self.context.items()},

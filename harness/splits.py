@@ -17,6 +17,15 @@ from .data import Interactions
 from .errors import DataError
 
 
+def csr_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ranges [lo[r], hi[r]) of a flat array as CSR: (ptr with ptr[r+1] - ptr[r] = hi[r] - lo[r], the flat
+    positions of every range in order). Vectorised: one repeat + arange, no loop over ranges."""
+    lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    counts = hi - lo
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return ptr, np.repeat(lo - ptr[:-1], counts) + np.arange(ptr[-1])
+
+
 @dataclass(frozen=True, eq=False)
 class UserStates:
     """States: `user[s]`, `time[s]` (the cut), history of state s = hist_item[hist_ptr[s]:hist_ptr[s+1]]."""
@@ -41,9 +50,7 @@ class UserStates:
         """The states in `rows` (in that order), histories included; vectorised."""
         rows = np.asarray(rows, dtype=np.int64)
         ptr = np.asarray(self.hist_ptr)
-        lo, hi = ptr[rows], ptr[rows + 1]
-        new_ptr = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
-        idx = np.repeat(lo - new_ptr[:-1], hi - lo) + np.arange(new_ptr[-1])
+        new_ptr, idx = csr_ranges(ptr[rows], ptr[rows + 1])
         return UserStates(user=np.asarray(self.user)[rows], time=np.asarray(self.time)[rows], hist_ptr=new_ptr,
                           hist_item=np.asarray(self.hist_item)[idx], hist_time=np.asarray(self.hist_time)[idx])
 
@@ -139,10 +146,7 @@ def _window_index(events: Interactions, users: np.ndarray, start: np.ndarray, en
         return users * width + np.searchsorted(grid, t, side="left") + 1
     lo = np.searchsorted(key, query(start), side="left")
     hi = np.maximum(np.searchsorted(key, query(end), side="left"), lo)
-    counts = hi - lo
-    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    idx = np.repeat(lo - ptr[:-1], counts) + np.arange(ptr[-1])
-    return ptr, idx
+    return csr_ranges(lo, hi)
 
 
 def require_nonempty(split: EvalSet, what: str) -> None:

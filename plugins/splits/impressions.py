@@ -25,6 +25,8 @@ click in the test window.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -35,7 +37,7 @@ from harness.data import Interactions
 from harness.errors import DataError
 from harness.schema import Param
 from harness.specs import SplitSpec
-from harness.splits import EvalSet, SplitData, UserStates, states_from_events
+from harness.splits import EvalSet, SplitData, UserStates, csr_ranges, states_from_events
 
 from .temporal import summary, time_bounds, users_with_history
 
@@ -51,10 +53,7 @@ def before_index(events: Interactions, users: np.ndarray, times: np.ndarray, max
     users = np.asarray(users, dtype=np.int64)
     hi = np.searchsorted(key, users * width + np.searchsorted(grid, times) + 1, side="left")
     lo = np.maximum(np.searchsorted(key, users * width, side="left"), hi - max_len)
-    counts = hi - lo
-    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    idx = np.repeat(lo - ptr[:-1], counts) + np.arange(ptr[-1])
-    return ptr, idx
+    return csr_ranges(lo, hi)
 
 
 def impression_rows(x: Interactions, rows: np.ndarray, label: np.ndarray, behaviour: Interactions,
@@ -162,8 +161,8 @@ class ImpressionsSplit:
             if missing:
                 raise DataError(f"impressions: context column(s) {missing} are not in the dataset's rows (they have "
                                 f"{sorted(rows.context)}); drop them from context")
-            rows = ImpressionRows(**{**rows.__dict__, "context": {c: rows.context[c] for c in self.context}})
-        clipped = ImpressionRows(**{**rows.__dict__, **_clip(rows, self.max_len)})
+            rows = dataclasses.replace(rows, context={c: rows.context[c] for c in self.context})
+        clipped = dataclasses.replace(rows, **_clip(rows, self.max_len))
         train_imp, test_imp = clipped.take(np.flatnonzero(~test)), clipped.take(np.flatnonzero(test))
         if not len(train_imp) or not len(test_imp):
             raise DataError(f"impressions: {how} leaves {len(train_imp)} training and {len(test_imp)} test rows")
@@ -184,10 +183,7 @@ class ImpressionsSplit:
 
 def _clip(rows: ImpressionRows, max_len: int) -> dict:
     """seq_ptr / seq_item / seq_time keeping each row's max_len most recent behaviours."""
-    keep_from = np.maximum(rows.seq_ptr[:-1], rows.seq_ptr[1:] - max_len)
-    n = rows.seq_ptr[1:] - keep_from
-    ptr = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
-    idx = np.repeat(keep_from - ptr[:-1], n) + np.arange(ptr[-1])
+    ptr, idx = csr_ranges(np.maximum(rows.seq_ptr[:-1], rows.seq_ptr[1:] - max_len), rows.seq_ptr[1:])
     return {"seq_ptr": ptr, "seq_item": rows.seq_item[idx], "seq_time": rows.seq_time[idx]}
 
 

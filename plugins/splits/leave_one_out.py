@@ -23,7 +23,7 @@ from harness.data import Dataset, Interactions
 from harness.errors import DataError
 from harness.schema import Param
 from harness.specs import SplitSpec
-from harness.splits import EvalSet, SplitData, UserStates, require_nonempty
+from harness.splits import EvalSet, SplitData, UserStates, csr_ranges, require_nonempty
 
 from .temporal import summary, time_bounds
 
@@ -32,9 +32,8 @@ def _loo_set(x: Interactions, users: np.ndarray, starts: np.ndarray, target_pos:
     """States for `users`: history = sorted positions [starts, target_pos), target = position target_pos
     (positions index `x.order`)."""
     order = x.order
-    lens = target_pos - starts
-    ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    pos = np.repeat(starts - ptr[:-1], lens) + np.arange(ptr[-1])
+    ptr, pos = csr_ranges(starts, target_pos)
+    lens = np.diff(ptr)
     rows = order[pos]
     hist_item, hist_time = x.item[rows], x.time[rows]
     target_rows = order[target_pos]
