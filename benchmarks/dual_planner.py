@@ -21,27 +21,17 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from harness.matching import Constraints, PlanningScores, matching_metrics, topk_assignment
+from harness.matching import Constraints, FactorScores, PlanningScores, matching_metrics, topk_assignment
 from harness.model import default_device
 from plugins.planners.dual import fit_dual
 
 
-class _States:
-    def __init__(self, n):
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-
-class FactorSource:
-    """Random user-state and item factors, as a ScoreSource exposes them."""
-
-    def __init__(self, n_states, n_items, d, device, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        self.u = (torch.randn(n_states, d, generator=g) / d ** 0.5).to(device)
-        self.v = (torch.randn(n_items, d, generator=g) + 0.5 * torch.randn(n_items, 1, generator=g)).to(device)
-        self.states, self.n_items, self.device = _States(n_states), n_items, device
+def random_factors(n_states: int, n_items: int, d: int, device, seed: int = 0) -> FactorScores:
+    """Random user-state and item factors (items with a popularity-like offset)."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(n_states, d, generator=g) / d ** 0.5
+    v = torch.randn(n_items, d, generator=g) + 0.5 * torch.randn(n_items, 1, generator=g)
+    return FactorScores(u, v, device)
 
 
 def peak_rss_mib() -> float:
@@ -64,7 +54,7 @@ def main(argv=None) -> dict:
 
     device = default_device()
     torch.manual_seed(0)
-    src = FactorSource(args.states, args.items, args.dim, device)
+    src = random_factors(args.states, args.items, args.dim, device)
     scores = PlanningScores(src, "logit", None, seed=0, budget_mib=args.budget_mib)
     block = scores.rows_per_block()
     batch = args.batch_size or block

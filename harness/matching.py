@@ -100,6 +100,17 @@ def _raw_scores(source, rows: np.ndarray) -> torch.Tensor:
     return source._state_block(rows).float()
 
 
+class FactorScores:
+    """A score source of factors alone (scores = u @ vᵀ), for planning scores that no fitted model produced:
+    synthetic benchmarks and hand-made test cases. Offers what PlanningScores reads of a ScoreSource."""
+
+    def __init__(self, u, v, device: torch.device | None = None):
+        self.u = torch.as_tensor(u, dtype=torch.float32, device=device)
+        self.v = torch.as_tensor(v, dtype=torch.float32, device=device)
+        self.states = range(len(self.u))  # only its length is read
+        self.n_items, self.device = len(self.v), self.u.device
+
+
 class PlanningScores:
     """Scaled nonnegative intensities of a set of states against every item, streamed in blocks.
 

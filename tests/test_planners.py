@@ -9,7 +9,7 @@ from scipy.optimize import linprog
 from conftest import tiny_suite
 from harness import api
 from harness.errors import ConfigError
-from harness.matching import NEG, Constraints, PlanningScores, matching_metrics, perplexity
+from harness.matching import NEG, Constraints, FactorScores, PlanningScores, matching_metrics, perplexity
 from harness.registry import Registry
 from harness.runner import make_tracker
 from harness.suite import build_suite
@@ -19,26 +19,9 @@ from plugins.planners.topk import TopK
 
 
 
-class _States:
-    def __init__(self, n):
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-
-class FactorSource:
-    """A ScoreSource stand-in: scores = U @ V.T (dense S: U = S, V = I)."""
-
-    def __init__(self, u, v):
-        self.u = torch.as_tensor(np.asarray(u, np.float32))
-        self.v = torch.as_tensor(np.asarray(v, np.float32))
-        self.states, self.n_items, self.device = _States(len(self.u)), len(self.v), torch.device("cpu")
-
-
 def dense(S, kind="intensity", exclude=None, seed=0, **kw):
     S = np.asarray(S, np.float32)
-    return PlanningScores(FactorSource(S, np.eye(S.shape[1])), kind, exclude, seed, **kw)
+    return PlanningScores(FactorScores(S, np.eye(S.shape[1])), kind, exclude, seed, **kw)
 
 
 def lam_of(scores):
@@ -104,8 +87,8 @@ def test_dual_streams_blocks_with_the_same_result():
     rng = np.random.default_rng(5)
     u, v = rng.normal(size=(60, 8)), rng.normal(size=(25, 8))
     excl = sp.csr_matrix(rng.random((60, 25)) < 0.1)
-    big = PlanningScores(FactorSource(u, v), "logit", excl, seed=1)
-    small = PlanningScores(FactorSource(u, v), "logit", excl, seed=1, block_size=7)
+    big = PlanningScores(FactorScores(u, v), "logit", excl, seed=1)
+    small = PlanningScores(FactorScores(u, v), "logit", excl, seed=1, block_size=7)
     assert small.rows_per_block() == 7 < 60 and big.rows_per_block() >= 60
     p_big, p_small = Dual(alpha=0.12, beta=0.05, epochs=15), Dual(alpha=0.12, beta=0.05, epochs=15)
     a_big, a_small = p_big.plan(big).assignment, p_small.plan(small).assignment
@@ -114,7 +97,7 @@ def test_dual_streams_blocks_with_the_same_result():
     assert np.allclose(p_big.v.numpy(), p_small.v.numpy(), atol=2e-2)
     assert (a_big != a_small).nnz <= 0.05 * a_big.nnz
     # a tiny memory budget gives one state per block, and still (nearly) the same plan
-    tiny = PlanningScores(FactorSource(u, v), "logit", excl, seed=1, budget_mib=1e-4)
+    tiny = PlanningScores(FactorScores(u, v), "logit", excl, seed=1, budget_mib=1e-4)
     assert tiny.rows_per_block() == 1
     assert (Dual(alpha=0.12, beta=0.05, epochs=15).plan(tiny).assignment != a_big).nnz <= 0.05 * a_big.nnz
 
@@ -125,8 +108,8 @@ def test_online_dual_meets_beta_on_states_it_never_saw():
     pop = np.linspace(2, 0, 40)  # skewed item popularity: top-K alone starves most items
     states = lambda n: np.c_[rng.normal(size=(n, 6)), np.ones(n)]  # noqa: E731
     v = np.c_[items, pop]
-    cal = PlanningScores(FactorSource(states(600), v), "log_intensity", seed=0)
-    test = PlanningScores(FactorSource(states(600), v), "log_intensity", seed=1)
+    cal = PlanningScores(FactorScores(states(600), v), "log_intensity", seed=0)
+    test = PlanningScores(FactorScores(states(600), v), "log_intensity", seed=1)
     c = Constraints(alpha=0.05, beta=0.02)
     online = Dual(alpha=0.05, beta=0.02, mode="online", epochs=60)
     plan = online.plan(test, cal)
