@@ -33,7 +33,7 @@ from torch import nn
 from harness import hookimpl
 from harness.schema import Param
 from harness.specs import ModelSpec
-from plugins.models.ctr_models import COMMON, HIDDEN, CTRModel, _Embeddings, _head, _LRNet
+from plugins.models.ctr_models import COMMON, CROSS, HIDDEN, LR, CTRModel, _Embeddings, _head, _LRNet
 
 
 def _deep_head(sizes: list[int]) -> nn.Sequential:
@@ -68,11 +68,8 @@ class _WideDeepNet(nn.Module):
         return self.wide(b)[0] + self.deep_logit(b), None
 
 
-class WideDeep(CTRModel):
-    def __init__(self, hidden: list | None = None, cross_buckets: int = 1 << 20, cross_pooling: str = "mean", **kw):
-        super().__init__(**kw)
-        self.hidden = [int(h) for h in (hidden or [512, 256, 128])]
-        self.buckets, self.cross_pooling = int(cross_buckets), cross_pooling   # what _LRNet reads
+class WideDeep(LR):
+    """LR's parameters and wide part (`_LRNet`), plus the deep part."""
 
     def build(self):
         return _WideDeepNet(self)
@@ -117,10 +114,6 @@ class _PNNNet(nn.Module):
 
 
 class PNN(CTRModel):
-    def __init__(self, hidden: list | None = None, **kw):
-        super().__init__(**kw)
-        self.hidden = [int(h) for h in (hidden or [512, 256, 128])]
-
     def build(self):
         return _PNNNet(self)
 
@@ -221,9 +214,8 @@ class _DIENNet(nn.Module):
 
 
 class DIEN(CTRModel):
-    def __init__(self, hidden: list | None = None, aux_weight: float = 1.0, gru_dim: int = 32, **kw):
+    def __init__(self, aux_weight: float = 1.0, gru_dim: int = 32, **kw):
         super().__init__(**kw)
-        self.hidden = [int(h) for h in (hidden or [512, 256, 128])]
         self.aux_weight, self.gru_dim = float(aux_weight), int(gru_dim)
 
     def build(self):
@@ -237,10 +229,7 @@ def register_models(register):
     register(ModelSpec(
         name="wide_deep", factory=WideDeep, tasks=("ctr",),
         description="Wide&Deep: LR with behaviour × target crosses (wide) + embedding MLP (deep), trained jointly",
-        params=COMMON + (HIDDEN,
-                         Param("cross_buckets", "int", 1 << 20, "hash buckets for behaviour × target crosses", low=1),
-                         Param("cross_pooling", "str", "mean", "cross weights summed over the behaviours or "
-                               "averaged (sequence lengths drift with time)", choices=("mean", "sum")))))
+        params=COMMON + (HIDDEN,) + CROSS))
     register(ModelSpec(
         name="pnn", factory=PNN, tasks=("ctr",), params=COMMON + (HIDDEN,),
         description="IPNN: pairwise inner products of the field embeddings (product layer) + MLP"))

@@ -63,8 +63,10 @@ class CTRModel(Model):
     score_kind = "probability"
 
     def __init__(self, dim: int = 32, max_len: int = 50, epochs: int = 5, batch_size: int = 256, lr: float = 1e-3,
-                 weight_decay: float = 0.0, user_embedding: bool = False, log_every: int = 0):
+                 weight_decay: float = 0.0, user_embedding: bool = False, log_every: int = 0,
+                 hidden: list | None = None):
         self.log_every = int(log_every)
+        self.hidden = [int(h) for h in (hidden or [512, 256, 128])]  # MLP sizes (LR has no MLP)
         self.dim, self.max_len, self.epochs, self.batch_size = int(dim), int(max_len), int(epochs), int(batch_size)
         self.lr, self.weight_decay, self.user_embedding = float(lr), float(weight_decay), bool(user_embedding)
         self.net: nn.Module | None = None
@@ -247,10 +249,6 @@ class _DINNet(nn.Module):
 
 
 class DIN(CTRModel):
-    def __init__(self, hidden: list | None = None, **kw):
-        super().__init__(**kw)
-        self.hidden = [int(h) for h in (hidden or [512, 256, 128])]
-
     def build(self):
         return _DINNet(self)
 
@@ -327,11 +325,10 @@ class _DMRNet(nn.Module):
 
 
 class DMR(CTRModel):
-    def __init__(self, hidden: list | None = None, negatives: int = 20, aux_weight: float = 0.1,
+    def __init__(self, negatives: int = 20, aux_weight: float = 0.1,
                  no_u2i: bool = False, no_i2i: bool = False, no_aux: bool = False, no_pos: bool = False,
                  double_embedding: bool = False, **kw):
         super().__init__(**kw)
-        self.hidden = [int(h) for h in (hidden or [512, 256, 128])]
         self.negatives, self.aux_weight = int(negatives), float(aux_weight)
         self.no_u2i, self.no_i2i, self.no_aux = bool(no_u2i), bool(no_i2i), bool(no_aux)
         self.no_pos, self.double_embedding = bool(no_pos), bool(double_embedding)
@@ -371,17 +368,16 @@ COMMON = (
                                  "(train/*_iter: DMR's Figure 3 curves); 0: per epoch only", low=0),
 )
 HIDDEN = Param("hidden", "list", None, "MLP hidden sizes (default 512, 256, 128 with PReLU)", nullable=True)
+CROSS = (Param("cross_buckets", "int", 1 << 20, "hash buckets for behaviour × target crosses", low=1),
+         Param("cross_pooling", "str", "mean", "cross weights summed over the behaviours or averaged (sequence "
+               "lengths drift with time)", choices=("mean", "sum")))  # LR's and Wide&Deep's wide part
 
 
 @hookimpl
 def register_models(register):
     register(ModelSpec(name="lr", factory=LR, tasks=("ctr",),
                        description="logistic regression with behaviour × target cross features (DMR's LR baseline)",
-                       params=COMMON + (Param("cross_buckets", "int", 1 << 20,
-                                              "hash buckets for behaviour × target crosses", low=1),
-                                        Param("cross_pooling", "str", "mean", "cross weights summed over the "
-                                              "behaviours or averaged (sequence lengths drift with time)",
-                                              choices=("mean", "sum")))))
+                       params=COMMON + CROSS))
     register(ModelSpec(name="din", factory=DIN, tasks=("ctr",), params=COMMON + (HIDDEN,),
                        description="Deep Interest Network: target-attention pooling of the behaviour sequence + MLP"))
     register(ModelSpec(
