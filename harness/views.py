@@ -227,7 +227,7 @@ def render(views: dict[str, Any], agg: pd.DataFrame, df: pd.DataFrame, tracker: 
            ) -> str:
     """Markdown for every view the suite asked for (PNG files written into `folder`)."""
     buf = []
-    for n, t in enumerate(views.get("tables") or []):
+    for t in views.get("tables") or []:
         buf.append(relative_table(agg, t["metric"], t["baseline"], t.get("rows"), t.get("title")))
     figs: list[tuple[str, Path | None]] = []
     for n, s in enumerate(views.get("scatter") or []):
