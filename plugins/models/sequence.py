@@ -169,7 +169,7 @@ class SequenceRecommender(Model):
     score_kind = "logit"
 
     def __init__(self, arch="gru", factors=64, hidden=128, max_len=50, n_layers=2, n_heads=2, dropout=0.3,
-                 epochs=25, lr=0.003, batch_size=32, weight_decay=0.0, block=2048, tied=True, stride=25, inner=256,
+                 epochs=15, lr=0.003, batch_size=32, weight_decay=0.0, block=2048, tied=True, stride=25, inner=256,
                  patience=10):
         if arch not in ("gru", "sasrec"):
             raise ValueError(f"arch must be gru or sasrec, got {arch!r}")
@@ -405,7 +405,7 @@ def seq_params(dropout: float, lr: float) -> tuple:
         Param("max_len", "int", 50, "history items the encoder reads (training windows have this length)", low=1,
               high=4096),
         Param("dropout", "float", dropout, "dropout rate", low=0.0, high=0.95),
-        Param("epochs", "int", 25, "passes over the training windows (the most, with early stopping)", low=1),
+        Param("epochs", "int", 15, "passes over the training windows (the most, with early stopping)", low=1),
         Param("lr", "float", lr, "Adam learning rate", low=0.0, high=10.0),
         Param("batch_size", "int", 32, "training windows per step", low=1),
         Param("weight_decay", "float", 0.0, "Adam weight decay", low=0.0),
