@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,6 +105,15 @@ def main(argv=None) -> None:
     r.add_argument("checkpoints", nargs="+")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    for key in ("src", "data", "out"):
+        if getattr(args, key, None) is not None:
+            setattr(args, key, getattr(args, key).resolve())
+    if args.cmd != "convert":   # RecBole writes log/ and log_tensorboard/ into the working directory
+        paths = [str(Path(c).resolve()) for c in getattr(args, "checkpoints", [])]
+        if args.cmd == "train":
+            args.out.mkdir(parents=True, exist_ok=True)
+        os.chdir(args.out if args.cmd == "train" else tempfile.mkdtemp(prefix="recbole_"))
+        args.checkpoints = paths
     if args.cmd == "convert":
         convert(args.src, args.out)
     elif args.cmd == "train":
