@@ -433,11 +433,17 @@ def results_json(tracker: Tracker, suite: str) -> str:
 def _cells_md(df: pd.DataFrame, tracker: Tracker) -> str:
     if df.empty:
         return "## Cells\n\n_No cells recorded._\n"
+    superseded = 0
+    if "start_time" in df and "run_name" in df:  # as in the tables: the newest record of a cell counts
+        newest = df.sort_values("start_time", ascending=False, kind="stable").drop_duplicates("run_name")
+        superseded, df = len(df) - len(newest), newest
     counts = df["status"].value_counts()
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("FINISHED", "FAILED", "SKIPPED") if counts.get(s, 0))
     wall = pd.to_numeric(df.get("wall_time"), errors="coerce")
     total = float(np.nansum(wall)) if len(wall) else 0.0
-    out = [f"## Cells\n\n{len(df)} cells: {summary}; total wall time {total:.1f} s.\n"]
+    older = (f" ({superseded} older records of these cells, from earlier configurations or attempts, are not listed)"
+             if superseded else "")
+    out = [f"## Cells\n\n{len(df)} cells: {summary}; total wall time {total:.1f} s{older}.\n"]
     has_fit = "metrics.time/fit_s" in df
     has_eval = "metrics.time/eval_s" in df
     header = ["cell", "status", "wall time (s)"] + (["fit (s)"] if has_fit else []) + (["eval (s)"] if has_eval else [])

@@ -202,7 +202,11 @@ def test_two_configurations_under_one_label_count_once_newest_first(tmp_path):
     table = results_table(FakeTracker(pd.DataFrame(runs), {}, {}), "fake")
     a = table[(table.method == "a") & (table.metric == "ndcg_10")]
     assert len(a) == 1 and a["mean"].iloc[0] == 0.9 and a["n_seeds"].iloc[0] == 1
-    write_report(FakeTracker(pd.DataFrame(runs), {}, {}), "fake", tmp_path)  # and the report does not crash
+    text = write_report(FakeTracker(pd.DataFrame(runs), {}, {}), "fake", tmp_path).read_text()
+    cells = text[text.index("## Cells"):]
+    # the cells table lists each cell once, its newest record, and says how many older records it left out
+    assert "2 cells: 2 FINISHED" in cells and "(2 older records of these cells" in cells, cells
+    assert sum(line.startswith("| a |") for line in cells.splitlines()) == 1
 
 
 def test_metric_directions_come_from_the_cells_tag(tmp_path):
