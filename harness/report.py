@@ -24,7 +24,8 @@ from .tracking import Tracker
 from .views import VIEW_KEYS, render
 
 ALPHA = 0.05
-SKIP_PREFIXES = ("train/", "truth/", "time/")
+# logged while fitting (training curves, early-stopping validation, timings): plotted, never a results table
+CURVE_PREFIXES = ("train/", "time/", "valid/")
 TRUTH = "truth"
 MARK_T, MARK_W, MARK_U = "†", "‡", "§"
 RESULT_COLUMNS = ["task", "method", "dataset", "metric", "mean", "std", "n_seeds"]
@@ -98,7 +99,7 @@ def _metric_columns(df: pd.DataFrame, include_truth: bool = True) -> list[tuple[
         if not col.startswith("metrics."):
             continue
         name = col[len("metrics."):]
-        if "/" not in name or name.startswith(("train/", "time/")):
+        if "/" not in name or name.startswith(CURVE_PREFIXES):
             continue  # wall_time_s, training curves, timings
         if name.startswith("truth/") and not include_truth:
             continue

@@ -50,7 +50,7 @@ def fake(tmp_path):
                    "metrics.itemrec/ndcg_10": NDCG10[method][seed], "metrics.itemrec/ndcg_5": NDCG5[method][seed],
                    "metrics.itemrec/n_queries": 60.0, "metrics.itemrec/popularity_10": 3.0 + seed,
                    "metrics.truth/pmi_corr": 0.5 + 0.1 * seed, "metrics.wall_time_s": 1.5 + seed,
-                   "metrics.time/fit_s": 1.0}
+                   "metrics.time/fit_s": 1.0, "metrics.valid/ndcg_10": 0.4}
             if factors:
                 row["params.model.factors"] = factors
                 row["params.model.epochs"] = "5"  # does not vary: not in the label
@@ -131,6 +131,7 @@ def test_write_report_cells_and_plots(fake, tmp_path):
     assert path == tmp_path / "reports" / "fake.md"
     md = path.read_text()
     assert "## Task: itemrec" in md and "## Cells" in md
+    assert "## Task: valid" not in md and "## Task: time" not in md  # curves logged while fitting: no table
     assert "### Skipped cells" in md and "loss 'bce' is pointwise; bpr accepts pairwise" in md
     assert "### Failed cells" in md and "RuntimeError: this model always fails" in md
     assert "3.50" in md  # per-cell wall time
