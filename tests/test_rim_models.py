@@ -242,6 +242,14 @@ def test_sequence_models_learn_a_successor_rule_and_score_unseen_users(reg, name
     assert model.score_kind == "logit"
 
 
+def test_sasrec_heads_must_divide_the_dimension(reg):
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="n_heads=2 must divide factors=7"):
+        reg.create("model", "sasrec_pop", factors=7)
+    assert reg.create("model", "sasrec", factors=7, n_heads=1).n_heads == 1
+
+
 def test_intensity_variants_reuse_the_sequence_fit_of_the_same_seed_and_data(reg):
     """rnn and rnn_pop on the same events and seed share one fitted p(y | x) (so rnn_pop's score is rnn's plus
     log λ(x)); another seed, other events or other hyper-parameters fit anew."""

@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harness import hookimpl
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 from harness.evaluate import hit_matrix
 from harness.model import Model
 from harness.schema import Param
@@ -174,6 +174,9 @@ class SequenceRecommender(Model):
                  patience=10, bias=False):
         if arch not in ("gru", "sasrec"):
             raise ValueError(f"arch must be gru or sasrec, got {arch!r}")
+        if arch == "sasrec" and factors % n_heads:
+            raise ConfigError(f"sasrec: n_heads={n_heads} must divide factors={factors} (each head gets "
+                              f"factors / n_heads dimensions); set n_heads to a divisor of {factors}, e.g. 1")
         self.arch, self.d, self.hidden, self.max_len = arch, factors, hidden, max_len
         self.n_layers, self.n_heads, self.dropout = n_layers, n_heads, dropout
         self.epochs, self.lr, self.batch_size, self.weight_decay, self.block = epochs, lr, batch_size, weight_decay, block
