@@ -409,7 +409,8 @@ def seq_params(dropout: float, lr: float, bias: bool = False) -> tuple:
         Param("factors", "int", 64, "item embedding / output dimension d", low=1, high=4096),
         Param("max_len", "int", 50, "history items the encoder reads (training windows have this length)", low=1,
               high=4096),
-        Param("dropout", "float", dropout, "dropout rate", low=0.0, high=0.95),
+        Param("dropout", "float", dropout, "dropout on the item embeddings (rnn); on the embeddings, attention and "
+              "feed-forward layers (sasrec)", low=0.0, high=0.95),
         Param("epochs", "int", 15, "passes over the training windows (the most, with early stopping)", low=1),
         Param("lr", "float", lr, "Adam learning rate", low=0.0, high=10.0),
         Param("batch_size", "int", 32, "training windows per step", low=1),
