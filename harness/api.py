@@ -44,7 +44,8 @@ def run(suite_: str | Path | dict, registry: Registry | None = None, jobs: int =
     if report if report is not None else s.report.get("enabled", True):
         from .report import write_report
 
-        write_report(tracker, s.name, Path(s.report.get("dir", "reports")), metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"))
+        write_report(tracker, s.name, Path(s.report.get("dir", "reports")), metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"),
+                        configs=[c.config_hash for c in s.cells])
     rows = [{"run_name": r.run_name, "status": r.status, "config_hash": r.config_hash, "wall_time": r.wall_time,
              "reason": r.reason, "error": r.error, **{f"params.{k}": v for k, v in r.params.items()},
              **{f"metrics.{k}": v for k, v in r.metrics.items()}} for r in records]
@@ -57,7 +58,7 @@ def results(suite_: str | Path | dict, registry: Registry | None = None, trackin
 
     registry = registry or Registry.load()
     s = suite(suite_, registry)
-    return results_table(make_tracker(registry, s, tracking_uri), s.name)
+    return results_table(make_tracker(registry, s, tracking_uri), s.name, [c.config_hash for c in s.cells])
 
 
 def plugin(kind: str, name: str, registry: Registry | None = None, **params: Any) -> Any:

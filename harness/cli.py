@@ -123,7 +123,8 @@ def cmd_run(args) -> int:
     if s.report.get("enabled", True) and not args.no_report:
         from .report import write_report
 
-        path = write_report(tracker, s.name, Path(s.report.get("dir", "reports")), metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"))
+        path = write_report(tracker, s.name, Path(s.report.get("dir", "reports")), metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"),
+                        configs=[c.config_hash for c in s.cells])
         con.print(f"report: {path}")
     return 1 if counts["FAILED"] else 0
 
@@ -137,7 +138,8 @@ def cmd_report(args) -> int:
     reg = Registry.load()
     s = api.suite(args.suite, reg)
     path = write_report(make_tracker(reg, s, args.tracking_uri), s.name, Path(args.out or s.report.get("dir", "reports")),
-                        metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"))
+                        metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"),
+                        configs=[c.config_hash for c in s.cells])
     print(path)
     return 0
 

@@ -204,6 +204,21 @@ class PlanningScores:
         for r in self.row_blocks(rows):
             yield r, self.block(r)
 
+    def ranking_block(self, rows: np.ndarray) -> torch.Tensor:
+        """Values that order each state's items as its lambda does, excluded pairs at NEG, ties perturbed: the raw
+        scores (log lambda and logits are monotone in lambda). A per-state top-K needs no common scale, and on
+        `block`'s global scale a state whose lambda(x) is 1e-6 of the largest would underflow into the
+        perturbation and get random items."""
+        rows = np.asarray(rows)
+        s = _raw_scores(self.source, rows).float()
+        if self.score_kind in ("intensity", "probability"):
+            s = s.clamp_min(0.0)
+        a = self._a[torch.as_tensor(rows, device=self._a.device)]
+        s = s + TIE * torch.frac(a[:, None] + self._b[None, :])
+        s = torch.nan_to_num(s, nan=NEG, neginf=NEG)
+        self._mask(s, rows, NEG)
+        return s
+
 
 # --------------------------------------------------------------------------- planners
 @dataclass
@@ -232,7 +247,9 @@ def topk_assignment(scores: PlanningScores, k: int, shift: torch.Tensor | None =
     n, m = scores.n_states, scores.n_items
     k = min(k, m)
     r_parts, c_parts = [], []
-    for rows, lam in scores.blocks():
+    blocks = scores.blocks() if shift is not None else (
+        (rows, scores.ranking_block(rows)) for rows in scores.row_blocks())  # per state: its own scale
+    for rows, lam in blocks:
         w = lam if shift is None else lam - shift[None, :]
         vals, idx = torch.topk(w, k, dim=1)
         keep = (vals > NEG / 2) & (lam.gather(1, idx) > NEG / 2)

@@ -113,10 +113,13 @@ def _metric_key(metric: str) -> tuple:
     return (m["family"], int(m["k"])) if m else (metric, -1)
 
 
-def _long(tracker: Tracker, suite: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _long(tracker: Tracker, suite: str, configs: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(labelled runs frame, long frame of FINISHED per-seed values: task, method, dataset, metric, seed,
-    value, run_id)."""
+    value, run_id). `configs`: the config hashes of the suite as it now stands; records of configurations it no
+    longer has (a default or a parameter that changed since) are left out, so they cannot appear as extra methods."""
     runs = tracker.runs(suite)
+    if configs is not None and runs is not None and "config_hash" in runs:
+        runs = runs[runs["config_hash"].isin(set(configs))]
     if runs is None or runs.empty:
         return pd.DataFrame(), pd.DataFrame(columns=["task", "method", "dataset", "metric", "seed", "value", "run_id"])
     df = _with_labels(runs)
@@ -156,10 +159,11 @@ def _aggregate(long: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)[RESULT_COLUMNS]
 
 
-def results_table(tracker: Tracker, suite: str) -> pd.DataFrame:
+def results_table(tracker: Tracker, suite: str, configs: Iterable[str] | None = None) -> pd.DataFrame:
     """FINISHED cells aggregated over seeds: one row per (task, method, dataset, metric) with mean, std
-    (sample std, NaN for one seed) and n_seeds. Task `truth` holds the truth metrics, if any."""
-    return _aggregate(_long(tracker, suite)[1])
+    (sample std, NaN for one seed) and n_seeds. Task `truth` holds the truth metrics, if any. `configs` as in
+    `_long`."""
+    return _aggregate(_long(tracker, suite, configs)[1])
 
 
 # --------------------------------------------------------------------------- statistics
@@ -594,19 +598,21 @@ def _keep_metrics(frame: pd.DataFrame, metrics: Iterable[str] | None) -> pd.Data
 
 
 def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), per_query: bool = True,
-                 metrics: Iterable[str] | None = None, views: dict | None = None, note: str | None = None) -> Path:
+                 metrics: Iterable[str] | None = None, views: dict | None = None, note: str | None = None,
+                 configs: Iterable[str] | None = None) -> Path:
     """Write `<out_dir>/<suite>.md` and its PNG plots in `<out_dir>/<suite>/`; return the markdown path.
     `metrics` (the suite's `report.metrics`) limits the tables' columns, e.g. [ndcg_10, recall] — a wide grid
     otherwise gives tables nobody can read; `matchbench results` still prints every metric. `views` (the suite's
     `report:` block) adds the paper-shaped tables and figures of `harness.views` it names; `note` (its
-    `report.note`) is the suite author's reading guide, printed under the title."""
+    `report.note`) is the suite author's reading guide, printed under the title. `configs` (the config hashes of
+    the suite's cells) keeps records of configurations the suite no longer has out of the report."""
     out_dir = Path(out_dir)
     stem = _safe(suite)
     plots_dir = out_dir / stem
     plots_dir.mkdir(parents=True, exist_ok=True)
     for old in plots_dir.glob("*.png"):
         old.unlink()
-    df, long_all = _long(tracker, suite)
+    df, long_all = _long(tracker, suite, configs)
     long = _keep_metrics(long_all, metrics)
     agg = _aggregate(long)
     pq = _PerQuery(tracker) if per_query else None

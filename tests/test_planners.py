@@ -235,3 +235,22 @@ def test_suite_with_planners_runs_end_to_end_into_mlflow(workdir):
     assert (frame["metrics.matching/dual_b0.01/item_perplexity"] > frame["metrics.matching/topk/item_perplexity"]).all()
     runs = make_tracker(reg, s).runs("tiny")
     assert runs["metrics.matching/dual_online_b0.01/precision"].notna().all()
+
+
+def test_topk_ignores_each_states_intensity_level_however_far_it_spans():
+    """A per-state top-K is the same for log λ(x) + log p(y|x) whatever λ(x) is: even states whose λ(x) is
+    e^-200 of the largest (on the planners' common scale they underflow into the tie perturbation) get their own
+    best items, and excluded pairs stay out."""
+    rng = np.random.default_rng(0)
+    logp = np.log(rng.dirichlet(np.ones(40), size=30)).astype(np.float32)
+    offsets = np.linspace(0.0, -200.0, 30, dtype=np.float32)[:, None]        # log λ(x)
+    excl = sp.random(30, 40, density=0.1, random_state=1, format="csr")
+    excl.data[:] = 1
+    plain = TopK(alpha=0.1).plan(dense(logp, "log_intensity", excl)).assignment
+    shifted = TopK(alpha=0.1).plan(dense(logp + offsets, "log_intensity", excl)).assignment
+    masked = np.where(excl.toarray() > 0, -np.inf, logp)
+    best = np.argsort(-masked, axis=1)[:, :4]
+    expected = np.zeros_like(logp)
+    np.put_along_axis(expected, best, 1.0, axis=1)
+    np.testing.assert_array_equal(plain.toarray(), expected)
+    np.testing.assert_array_equal(shifted.toarray(), expected)

@@ -210,6 +210,22 @@ def test_two_configurations_under_one_label_count_once_newest_first(tmp_path):
     assert sum(line.startswith("| a |") for line in cells.splitlines()) == 1
 
 
+def test_configs_the_suite_no_longer_has_are_left_out(tmp_path):
+    """A default that changed gives a model new parameters and a new config hash; with the suite's current hashes
+    the old records neither enter the tables nor appear as an extra method labelled by the changed parameter."""
+    runs = [{"run_id": f"r{n}", "run_name": f"rnn · seed {n}", "status": "FINISHED", "config_hash": h,
+             "wall_time": 1.0, "reason": None, "error": None, "start_time": 1000 + n, "params.model": "rnn",
+             "params.model.epochs": e, "params.dataset": "d", "params.split": "s", "params.loss": "none",
+             "params.seed": "0", "metrics.itemrec/ndcg_10": v}
+            for n, (h, e, v) in enumerate((("old", "20", 0.1), ("new", "15", 0.3)))]
+    tracker = FakeTracker(pd.DataFrame(runs), {}, {})
+    assert set(results_table(tracker, "fake").method) == {"rnn(epochs=15)", "rnn(epochs=20)"}
+    table = results_table(tracker, "fake", configs=["new"])
+    assert list(table.method.unique()) == ["rnn"] and table["mean"].iloc[0] == 0.3
+    text = write_report(tracker, "fake", tmp_path, configs=["new"]).read_text()
+    assert "epochs=20" not in text and "1 cells: 1 FINISHED" in text
+
+
 def test_metric_directions_come_from_the_cells_tag(tmp_path):
     """A metric plugin or task declares its direction (tag matchbench.directions); the report bolds and marks
     by it: descriptive metrics are never bolded, lower-is-better ones bold their minimum."""
