@@ -154,7 +154,7 @@ def cmd_results(args) -> int:
     s = api.suite(args.suite, reg)
     tracker = make_tracker(reg, s, args.tracking_uri)
     fn = {"md": report.results_markdown, "csv": report.results_csv, "json": report.results_json}[args.format]
-    print(fn(tracker, s.name))
+    print(fn(tracker, s.name, configs=[c.config_hash for c in s.cells]))
     return 0
 
 

@@ -419,17 +419,18 @@ def _tables_md(agg: pd.DataFrame, long: pd.DataFrame, pq: _PerQuery | None, leve
     return "\n".join(parts) if parts else "_No FINISHED cells with metrics yet._\n"
 
 
-def results_markdown(tracker: Tracker, suite: str, per_query: bool = True) -> str:
-    _, long = _long(tracker, suite)
+def results_markdown(tracker: Tracker, suite: str, per_query: bool = True,
+                     configs: Iterable[str] | None = None) -> str:
+    _, long = _long(tracker, suite, configs)
     return _tables_md(_aggregate(long), long, _PerQuery(tracker) if per_query else None)
 
 
-def results_csv(tracker: Tracker, suite: str) -> str:
-    return results_table(tracker, suite).to_csv(index=False)
+def results_csv(tracker: Tracker, suite: str, configs: Iterable[str] | None = None) -> str:
+    return results_table(tracker, suite, configs).to_csv(index=False)
 
 
-def results_json(tracker: Tracker, suite: str) -> str:
-    frame = results_table(tracker, suite)
+def results_json(tracker: Tracker, suite: str, configs: Iterable[str] | None = None) -> str:
+    frame = results_table(tracker, suite, configs)
     records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                for r in frame.to_dict(orient="records")]
     return json.dumps(records, indent=1, default=str)
