@@ -170,12 +170,8 @@ def evaluate_full(task: str, source: ScoreSource, evalset: EvalSet, cutoffs: lis
                   metrics: dict[str, MetricSpec], item_popularity: np.ndarray, exclude_seen: bool = True,
                   budget_mib: float = 256.0, block_size: int | None = None) -> TaskResult:
     """Full ranking over all items (itemrec) or all test user-states (userrec)."""
-    targets = evalset.targets
+    targets = evalset.remaining_targets(exclude_seen)
     exclude = evalset.exclude if exclude_seen else None
-    if exclude is not None and exclude.nnz:
-        # a seen pair cannot be recommended, so it is not a target either
-        targets = (targets - targets.multiply(exclude > 0)).tocsr()
-        targets.eliminate_zeros()
     k_max = max(cutoffs)
     if task == "itemrec":
         truth_all, weight, n_cand = targets, item_popularity.astype(np.float64), targets.shape[1]

@@ -353,11 +353,8 @@ def run_planners(planners: list[dict], registry, model, split, device, seed: int
     from .evaluate import ScoreSource
 
     test = split.test
-    targets = test.targets
+    targets = test.remaining_targets(exclude_seen)
     exclude = test.exclude if exclude_seen else None
-    if exclude is not None and exclude.nnz:
-        targets = (targets - targets.multiply(exclude > 0)).tocsr()
-        targets.eliminate_zeros()
     kind = getattr(model, "score_kind", "logit")
     scores = PlanningScores(ScoreSource(model, test, split.n_items, device), kind, exclude, seed, budget_mib,
                             block_size)

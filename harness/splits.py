@@ -82,6 +82,15 @@ class EvalSet:
     def n_states(self) -> int:
         return len(self.states)
 
+    def remaining_targets(self, exclude_seen: bool = True) -> sp.csr_matrix:
+        """The targets less the excluded pairs (with `exclude_seen`): a pair that cannot be recommended is not a
+        target either."""
+        if not exclude_seen or self.exclude is None or not self.exclude.nnz:
+            return self.targets
+        targets = (self.targets - self.targets.multiply(self.exclude > 0)).tocsr()
+        targets.eliminate_zeros()
+        return targets
+
 
 @dataclass(eq=False)
 class SplitData:

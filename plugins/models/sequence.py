@@ -44,6 +44,7 @@ from harness import hookimpl
 from harness.errors import ConfigError, DataError
 from harness.evaluate import hit_matrix
 from harness.model import Model
+from harness.ranking import topk_rows
 from harness.schema import Param
 from harness.specs import ModelSpec
 from harness.splits import UserStates
@@ -269,28 +270,22 @@ class SequenceRecommender(Model):
     @torch.no_grad()
     def valid_ndcg(self, valid, k: int = 10) -> float:
         """NDCG@k of the item ranking on a validation EvalSet, its excluded (seen) pairs masked, as the harness
-        evaluates itemrec; states without a remaining target are skipped. In blocks of `block` states."""
-        targets, exclude = valid.targets, valid.exclude
-        if exclude is not None and exclude.nnz:
-            targets = (targets - targets.multiply(exclude > 0)).tocsr()
-            targets.eliminate_zeros()
+        evaluates itemrec (the same top-k engine); states without a remaining target are skipped."""
+        targets = valid.remaining_targets()
         rows = np.flatnonzero(np.diff(targets.indptr) > 0)
+        if not len(rows):
+            return 0.0
         was_training = self.encoder.training
         self.encoder.eval()
-        total = 0.0
-        for lo in range(0, len(rows), self.block):
-            r = rows[lo:lo + self.block]
-            h, _ = self.represent(valid.states, r)
-            scores = h @ self.W.T + self.b
-            if exclude is not None and exclude.nnz:
-                ex = exclude[r].tocoo()
-                scores[torch.as_tensor(ex.row, dtype=torch.long), torch.as_tensor(ex.col, dtype=torch.long)] = -torch.inf
-            top = scores.topk(min(k, scores.shape[1]), dim=1).indices.numpy()
-            hits = torch.nn.functional.pad(torch.as_tensor(hit_matrix(top, targets[r])), (0, k - top.shape[1]))
-            n_rel = torch.as_tensor(np.diff(targets[r].indptr), dtype=torch.float64)
-            total += float(ndcg(hits.to(torch.float64), n_rel, k).sum())
+        h, _ = self.represent(valid.states, rows)
         self.encoder.train(was_training)
-        return total / max(len(rows), 1)
+        exclude = None if valid.exclude is None else valid.exclude[rows]
+        top = topk_rows(lambda blk: h[torch.as_tensor(blk)] @ self.W.T + self.b, len(rows), self.n_items, k, exclude,
+                        block_size=self.block)
+        hits = torch.as_tensor(hit_matrix(top.index, targets[rows]), dtype=torch.float64)
+        hits = torch.nn.functional.pad(hits, (0, k - hits.shape[1]))
+        n_rel = torch.as_tensor(np.diff(targets[rows].indptr), dtype=torch.float64)
+        return float(ndcg(hits, n_rel, k).mean())
 
     def _train(self, train, ctx, valid=None):
         """Full-softmax next-item training; with a validation set, stops after `patience` epochs without a better
