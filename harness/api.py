@@ -42,10 +42,9 @@ def run(suite_: str | Path | dict, registry: Registry | None = None, jobs: int =
     tracker = make_tracker(registry, s, tracking_uri)
     records = run_suite(s, registry, EXECUTORS[executor](jobs), tracker, rerun=rerun)
     if report if report is not None else s.report.get("enabled", True):
-        from .report import write_report
+        from .report import write_suite_report
 
-        write_report(tracker, s.name, Path(s.report.get("dir", "reports")), metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"),
-                        configs=[c.config_hash for c in s.cells])
+        write_suite_report(tracker, s)
     rows = [{"run_name": r.run_name, "status": r.status, "config_hash": r.config_hash, "wall_time": r.wall_time,
              "reason": r.reason, "error": r.error, **{f"params.{k}": v for k, v in r.params.items()},
              **{f"metrics.{k}": v for k, v in r.metrics.items()}} for r in records]
@@ -58,7 +57,7 @@ def results(suite_: str | Path | dict, registry: Registry | None = None, trackin
 
     registry = registry or Registry.load()
     s = suite(suite_, registry)
-    return results_table(make_tracker(registry, s, tracking_uri), s.name, [c.config_hash for c in s.cells])
+    return results_table(make_tracker(registry, s, tracking_uri), s.name, s.config_hashes)
 
 
 def plugin(kind: str, name: str, registry: Registry | None = None, **params: Any) -> Any:

@@ -121,10 +121,9 @@ def cmd_run(args) -> int:
     con.print(f"{s.name}: {counts['FINISHED']} finished, {counts['FAILED']} failed, {counts['SKIPPED']} skipped"
               + (f", {resumed} already finished (resumed; --rerun to redo)" if resumed else ""))
     if s.report.get("enabled", True) and not args.no_report:
-        from .report import write_report
+        from .report import write_suite_report
 
-        path = write_report(tracker, s.name, Path(s.report.get("dir", "reports")), metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"),
-                        configs=[c.config_hash for c in s.cells])
+        path = write_suite_report(tracker, s)
         con.print(f"report: {path}")
     return 1 if counts["FAILED"] else 0
 
@@ -132,14 +131,12 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from . import api
     from .registry import Registry
-    from .report import write_report
+    from .report import write_suite_report
     from .runner import make_tracker
 
     reg = Registry.load()
     s = api.suite(args.suite, reg)
-    path = write_report(make_tracker(reg, s, args.tracking_uri), s.name, Path(args.out or s.report.get("dir", "reports")),
-                        metrics=s.report.get("metrics"), views=s.report, note=s.report.get("note"),
-                        configs=[c.config_hash for c in s.cells])
+    path = write_suite_report(make_tracker(reg, s, args.tracking_uri), s, args.out)
     print(path)
     return 0
 
@@ -154,7 +151,7 @@ def cmd_results(args) -> int:
     s = api.suite(args.suite, reg)
     tracker = make_tracker(reg, s, args.tracking_uri)
     fn = {"md": report.results_markdown, "csv": report.results_csv, "json": report.results_json}[args.format]
-    print(fn(tracker, s.name, configs=[c.config_hash for c in s.cells]))
+    print(fn(tracker, s.name, configs=s.config_hashes))
     return 0
 
 

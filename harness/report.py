@@ -598,6 +598,14 @@ def _keep_metrics(frame: pd.DataFrame, metrics: Iterable[str] | None) -> pd.Data
     return frame[keep]
 
 
+def write_suite_report(tracker: Tracker, suite, out_dir: Path | str | None = None) -> Path:
+    """`write_report` for a `harness.suite.Suite` as its `report:` block asks (folder, metrics, views, note),
+    counting only the configurations the suite has now."""
+    rep = suite.report
+    return write_report(tracker, suite.name, Path(out_dir or rep.get("dir", "reports")), metrics=rep.get("metrics"),
+                        views=rep, note=rep.get("note"), configs=suite.config_hashes)
+
+
 def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), per_query: bool = True,
                  metrics: Iterable[str] | None = None, views: dict | None = None, note: str | None = None,
                  configs: Iterable[str] | None = None) -> Path:

@@ -112,6 +112,11 @@ class Suite:
     def runnable(self) -> list[Cell]:
         return [c for c in self.cells if c.skip_reason is None]
 
+    @property
+    def config_hashes(self) -> list[str]:
+        """The configurations the suite has now (a report counts only their records)."""
+        return [c.config_hash for c in self.cells]
+
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Load a suite file safely; a syntax error names the file, line and column."""
