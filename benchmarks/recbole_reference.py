@@ -10,8 +10,8 @@ fixes) and put that folder on PYTHONPATH. Usage:
     PYTHONPATH=... python -m benchmarks.recbole_reference train GRU4Rec --data DATA --out CKPT [--epochs 30]
     PYTHONPATH=... python -m benchmarks.recbole_reference rescore CKPT/GRU4Rec-*.pth [...]
 
-`convert` writes all 100,000 ratings of ../shared/data/movielens-100k/u.data as RecBole's atomic `ml-100k.inter`
-(no rating threshold, as the harness's `movielens` dataset). Prints one JSON line per model.
+`convert` writes all 100,000 ratings of MovieLens-100K's u.data (found where the `movielens` dataset finds it, or
+--src) as RecBole's atomic `ml-100k.inter` (no rating threshold, as the harness's `movielens` dataset). Prints one JSON line per model.
 """
 from __future__ import annotations
 
@@ -24,10 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-DEFAULT_SRC = Path(os.environ.get("MATCHBENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) \
-    / "movielens-100k" / "u.data"
-
 
 def convert(src: Path, out: Path) -> None:
     dst = out / "ml-100k" / "ml-100k.inter"
@@ -93,7 +89,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert")
-    c.add_argument("--src", type=Path, default=DEFAULT_SRC)
+    c.add_argument("--src", type=Path, default=None, help="u.data (default: the movielens dataset's folder)")
     c.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("train")
     t.add_argument("model", choices=["GRU4Rec", "SASRec"])
@@ -105,21 +101,19 @@ def main(argv=None) -> None:
     r.add_argument("checkpoints", nargs="+")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    for key in ("src", "data", "out"):
-        if getattr(args, key, None) is not None:
-            setattr(args, key, getattr(args, key).resolve())
-    if args.cmd != "convert":   # RecBole writes log/ and log_tensorboard/ into the working directory
-        paths = [str(Path(c).resolve()) for c in getattr(args, "checkpoints", [])]
-        if args.cmd == "train":
-            args.out.mkdir(parents=True, exist_ok=True)
-        os.chdir(args.out if args.cmd == "train" else tempfile.mkdtemp(prefix="recbole_"))
-        args.checkpoints = paths
     if args.cmd == "convert":
-        convert(args.src, args.out)
-    elif args.cmd == "train":
-        train(args.model, args.data, args.out, args.epochs, args.seed)
-    else:
-        rescore(args.checkpoints)
+        from plugins.datasets.common import locate
+
+        return convert(args.src or locate("movielens", "movielens-100k", None) / "u.data", args.out)
+    # RecBole writes log/ and log_tensorboard/ into the working directory: keep them out of the caller's
+    if args.cmd == "train":
+        out, data = args.out.resolve(), args.data.resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        os.chdir(out)
+        return train(args.model, data, out, args.epochs, args.seed)
+    paths = [str(Path(c).resolve()) for c in args.checkpoints]
+    os.chdir(tempfile.mkdtemp(prefix="recbole_"))
+    return rescore(paths)
 
 
 if __name__ == "__main__":
