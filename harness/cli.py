@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="do not write reports/<suite>.md afterwards")
     ls = sub.add_parser("list", help="list plugins with their parameters")
     ls.add_argument("kind", nargs="?", default=None, help="dataset(s), split(s), model(s), loss(es), planner(s), metric(s), tracker(s)")
+    ls.add_argument("pattern", nargs="?", default=None, help="only names matching this shell wildcard, e.g. '*rnn*'")
     rp = sub.add_parser("report", help="write reports/<suite>.md from the tracking store")
     rp.add_argument("suite")
     rp.add_argument("--tracking-uri", default=None)
@@ -47,28 +48,41 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _kind(arg: str | None) -> str | None:
+    """The singular plugin kind for a singular or plural name ('loss', 'losses'), so either spelling works."""
     if arg is None:
         return None
     from .specs import KINDS
 
-    k = arg.rstrip("s") if arg not in ("losses",) else "loss"
-    if k not in KINDS:
+    forms = {k: k for k in KINDS} | {_plural(k): k for k in KINDS}
+    k = forms.get(arg.strip().lower())
+    if k is None:
         from .errors import ConfigError, did_you_mean
 
-        raise ConfigError(f"unknown plugin kind {arg!r}{did_you_mean(k, KINDS)}")
+        raise ConfigError(f"unknown plugin kind {arg!r}{did_you_mean(arg.strip().lower(), KINDS)}; "
+                          "singular or plural, e.g. `matchbench list models`")
     return k
 
 
+def _plural(kind: str) -> str:
+    """'models', 'losses': the heading and the plural a user may type."""
+    return kind + ("es" if kind.endswith("s") else "s")
+
+
 def cmd_list(args) -> int:
+    from fnmatch import fnmatchcase
+
     from rich.console import Console
 
     from .registry import Registry
     from .specs import KINDS
 
+    kinds = [_kind(args.kind)] if args.kind else KINDS
     reg, con = Registry.load(), Console(highlight=False)
-    for kind in [_kind(args.kind)] if args.kind else KINDS:
-        con.print(f"[bold]{kind}s[/bold]")
-        for name in reg.names(kind):
+    pattern = args.pattern.lower() if args.pattern else None
+    for kind in kinds:
+        con.print(f"[bold]{_plural(kind)}[/bold]")
+        names = [n for n in reg.names(kind) if pattern is None or fnmatchcase(n.lower(), pattern)]
+        for name in names:
             spec = reg.get(kind, name)
             sup = spec.supports()
             con.print(f"  [cyan]{name}[/cyan] — {spec.description}" + (f" [dim]({sup})[/dim]" if sup else ""))
@@ -76,6 +90,8 @@ def cmd_list(args) -> int:
                 con.print(f"      {p.describe()}", markup=False)
         if not reg.names(kind):
             con.print("  (none registered)")
+        elif not names:
+            con.print(f"  (no {_plural(kind)} match {args.pattern!r})", markup=False)
     return 0
 
 
@@ -156,11 +172,58 @@ def cmd_results(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    """Run MLflow's server in its own process group and pass SIGTERM, SIGINT and SIGHUP on to the whole group:
+    the server's worker processes would otherwise outlive `matchbench ui` and keep holding the port."""
+    import os
+    import signal
     import subprocess
+    import time
 
-    print(f"MLflow UI on http://127.0.0.1:{args.port} ({args.tracking_uri}); Ctrl-C to stop")
-    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
-                            "--host", "127.0.0.1", "--port", str(args.port)])
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
+           "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} ({args.tracking_uri}); Ctrl-C to stop", flush=True)
+    if not hasattr(os, "killpg"):  # no process groups (Windows): the server stops with the console
+        return subprocess.call(cmd)
+    grace = 10.0  # seconds the server gets to shut down before it is killed
+    stopped: list[float] = []  # when the first stop signal came
+    group: list[int] = []  # the server's process group id, once it runs
+
+    def to_group(sig: int) -> bool:
+        """Send sig to the server's group; False when nothing of it is left."""
+        try:
+            os.killpg(group[0], sig)
+            return True
+        except (IndexError, ProcessLookupError, PermissionError):
+            return False
+
+    def on_stop(_signum, _frame) -> None:
+        stopped.append(time.monotonic())
+        to_group(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        proc = subprocess.Popen(cmd, start_new_session=True)
+        group.append(proc.pid)
+        if stopped:  # the signal came before the server had a process group
+            to_group(signal.SIGTERM)
+        code = None
+        while code is None:
+            try:
+                code = proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                if stopped and time.monotonic() - stopped[0] > grace:
+                    to_group(signal.SIGKILL)
+        if to_group(signal.SIGTERM):  # the server's own workers may outlive it by a moment
+            deadline = time.monotonic() + grace
+            while to_group(0) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            to_group(signal.SIGKILL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopped:
+        return 0
+    return code if code >= 0 else 128 - code
 
 
 def cmd_datasets(args) -> int:

@@ -1,7 +1,10 @@
 """Bad input through the CLI: one clear message, exit code 2, no traceback."""
+import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +63,100 @@ def test_list_prints_parameters(capsys):
     assert main(["list", "models"]) == 0
     out = capsys.readouterr().out
     assert "bpr" in out and "factors" in out and "item_pop" in out
+
+
+@pytest.mark.parametrize("arg, heading", [("loss", "losses"), ("losses", "losses"), ("dataset", "datasets"),
+                                          ("Models", "models"), ("metric", "metrics")])
+def test_list_takes_singular_or_plural_kinds(capsys, arg, heading):
+    assert main(["list", arg]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == heading and "losss" not in lines
+
+
+def test_list_unknown_kind_names_the_nearest(capsys):
+    assert main(["list", "modle"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'model'?" in err and "valid: dataset, loss" in err and "Traceback" not in err
+
+
+def test_list_filters_names_by_wildcard(capsys):
+    assert main(["list", "models", "*rnn*"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    assert names and all("rnn" in n for n in names) and "rnn" in names
+    assert main(["list", "models", "zz*"]) == 0
+    assert "no models match 'zz*'" in capsys.readouterr().out
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _processes() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, state, start time) of every process, from /proc (psutil is not a dependency)."""
+    table = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it ended while we looked
+                continue
+            table[int(d.name)] = (int(fields[1]), fields[0], fields[19])
+    return table
+
+
+def _descendants(pid: int) -> set[tuple[int, str]]:
+    table, found, todo = _processes(), set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, _, started) in table.items():
+            if ppid == parent:
+                found.add((child, started))
+                todo.append(child)
+    return found
+
+
+def _alive(procs: set[tuple[int, str]]) -> list[int]:
+    """Those still running (the same start time, so not a reused pid; zombies hold no port)."""
+    table = _processes()
+    return [pid for pid, started in procs if pid in table and table[pid][2] == started and table[pid][1] != "Z"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the server's processes")
+@pytest.mark.skipif(importlib.util.find_spec("uvicorn") is None, reason="MLflow's server needs uvicorn, not installed")
+def test_ui_stops_its_server_on_sigterm(tmp_path):
+    """SIGTERM to `matchbench ui` must take MLflow's server and its workers down with it and free the port."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path / "ui.log").open("w+")
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "ui", "--port", str(port),
+                             "--tracking-uri", f"sqlite:///{tmp_path}/x.db"], cwd=tmp_path, stdout=log, stderr=log)
+    server: set[tuple[int, str]] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        server = _descendants(proc.pid)
+        log.seek(0)
+        assert proc.poll() is None, f"`matchbench ui` ended before its server listened: {log.read()[-2000:]}"
+        if not _listening(port):
+            pytest.skip(f"MLflow's server did not listen on port {port} within 60 s here: {log.read()[-2000:]}")
+        assert server, "`matchbench ui` should run the server as its child"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert not _listening(port)
+        assert _alive(server) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _alive(server | _descendants(proc.pid)):
+            os.kill(pid, signal.SIGKILL)
+        log.close()
