@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from plugins.datasets.movielens import data_root
+    from harness.plugin import data_root
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(data_root() / "movielens-100k" / "u.data"))

@@ -102,7 +102,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.cmd == "convert":
-        from plugins.datasets.common import locate
+        from harness.plugin import locate
 
         return convert(args.src or locate("movielens", "movielens-100k", None) / "u.data", args.out)
     # RecBole writes log/ and log_tensorboard/ into the working directory: keep them out of the caller's

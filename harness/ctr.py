@@ -9,7 +9,7 @@ Method-agnostic pieces live here; splits that yield impressions (`impressions`) 
   `padded(max_len)` gives the dense [n, max_len] behaviour matrix models feed to torch, most recent first.
 - The model interface: a model whose ModelSpec lists "ctr" in `tasks` implements
   `predict_ctr(rows: ImpressionRows) -> np.ndarray` of click probabilities in [0, 1], one per row, and trains
-  on `ctx.extra["split"].train_impressions` (an ImpressionRows) in `fit`.
+  on `ctx.impressions` (the split's training ImpressionRows) in `fit`; its spec requires "impressions".
 - Metrics (vectorised, no loop over users): `auc` (Mann-Whitney, ties count one half), `gauc` (per-user AUC
   weighted by the user's impression count, over users with both a click and a non-click; users without both
   are counted in `ctr/n_users_without_both`, never silently dropped), `logloss` (probabilities clipped to

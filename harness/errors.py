@@ -37,6 +37,11 @@ class DuplicatePluginError(MatchbenchError):
     """Two plugins registered the same name for one kind: we refuse to let the last one win."""
 
 
+class PluginSpecError(MatchbenchError):
+    """A plugin's spec names a value outside the vocabulary (a task, score kind, loss contract ...) or
+    contradicts itself; raised at start-up, naming the plugin and the nearest valid value."""
+
+
 class DataError(MatchbenchError):
     """A malformed data file or a split that cannot be built from the data."""
 

@@ -216,3 +216,21 @@ def evaluate_sampled(task: str, source: ScoreSource, evalset: EvalSet, cutoffs: 
     values, per_query = score_rankings(index, truth, cutoffs, metrics, weight, n_cand, np.arange(n), task)
     values["n_queries"] = float(n)
     return TaskResult(task=task, metrics=values, per_query=per_query, queries=np.arange(n))
+
+
+def validation_ndcg(valid: EvalSet, score_rows, n_items: int, k: int = 10, block_size: int | None = None,
+                    budget_mib: float = 256.0) -> float:
+    """NDCG@k of the item ranking on a validation set, for early stopping: ranked by the same top-k engine as
+    itemrec, with the set's excluded (seen) pairs masked; states without a remaining target are left out.
+    `score_rows(state_rows) -> [len(state_rows), n_items]` scores rows of `valid.states`."""
+    targets = valid.remaining_targets()
+    rows = np.flatnonzero(np.diff(targets.indptr) > 0)
+    if not len(rows):
+        return 0.0
+    exclude = None if valid.exclude is None else valid.exclude[rows]
+    top = topk_rows(lambda blk: score_rows(rows[blk]), len(rows), n_items, k, exclude, budget_mib, block_size)
+    hits = hit_matrix(top.index, targets[rows])
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * disc[:hits.shape[1]]).sum(1)
+    ideal = np.cumsum(disc)[np.minimum(np.diff(targets[rows].indptr), k) - 1]
+    return float((dcg / ideal).mean())

@@ -15,13 +15,16 @@ from .tracking import CellRecord
 _WORKER_REGISTRY: Registry | None = None
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, registry_blob: bytes) -> None:
+    """Pin the worker's threads and unpickle the driver's registry: plugins registered in code (a notebook's
+    `Registry.load(extra=[...])`) exist in the workers too, not only the entry-point ones."""
     global _WORKER_REGISTRY
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    import cloudpickle
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER_REGISTRY = Registry.load()
+    _WORKER_REGISTRY = cloudpickle.loads(registry_blob)
 
 
 def _run_in_worker(cell: Cell) -> CellRecord:
@@ -48,9 +51,12 @@ class LocalExecutor:
                 with threadpool_limits(limits=1, user_api="blas"):
                     yield run_cell(cell, registry, progress)
             return
+        import cloudpickle
+
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        blob = cloudpickle.dumps(registry)  # by value where needed: classes defined in a notebook or a test
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
+                                 initializer=_init_worker, initargs=(threads, blob)) as pool:
             futures = [pool.submit(_run_in_worker, c) for c in cells]
             for fut in as_completed(futures):
                 yield fut.result()

@@ -346,16 +346,16 @@ def planner_label(name: str, params: dict[str, Any], varying: set[str] = frozens
     return label
 
 
-def run_planners(planners: list[dict], registry, model, split, device, seed: int = 0, exclude_seen: bool = True,
-                 budget_mib: float = 256.0, block_size: int | None = None) -> dict[str, float]:
+def run_planners(planners: list[dict], registry, model, kind: str, split, device, seed: int = 0,
+                 exclude_seen: bool = True, budget_mib: float = 256.0, block_size: int | None = None
+                 ) -> dict[str, float]:
     """Run every planner ({name, params, label}) on the model's scores of the test states; return
-    `matching/<label>/<metric>` (and `time/matching/<label>_s`)."""
+    `matching/<label>/<metric>` (and `time/matching/<label>_s`). `kind`: the model's score kind (its spec's)."""
     from .evaluate import ScoreSource
 
     test = split.test
     targets = test.remaining_targets(exclude_seen)
     exclude = test.exclude if exclude_seen else None
-    kind = getattr(model, "score_kind", "logit")
     scores = PlanningScores(ScoreSource(model, test, split.n_items, device), kind, exclude, seed, budget_mib,
                             block_size)
     calib = None

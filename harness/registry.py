@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import pluggy
 
 from . import hookspecs
-from .errors import ConfigError, DuplicatePluginError, UnknownPluginError
+from .errors import ConfigError, DuplicatePluginError, PluginSpecError, UnknownPluginError
 from .specs import KINDS, SPEC_TYPES, PluginSpec
 
 ENTRY_POINT_GROUP = "matchbench"
@@ -57,7 +57,12 @@ class Registry:
     def _add(self, kind: str, spec: PluginSpec, origin: str) -> None:
         want = SPEC_TYPES[kind]
         if not isinstance(spec, want):
-            raise DuplicatePluginError(f"plugin {origin} registered {spec!r} through register_{kind}s; expected a {want.__name__}")
+            raise PluginSpecError(f"plugin {origin} registered {spec!r} through {_HOOKS[kind]}; expected a "
+                                  f"{want.__name__}")
+        problems = spec.problems()
+        if problems:
+            raise PluginSpecError(f"{kind} plugin {spec.name!r} (registered by {origin}): " + "; ".join(problems)
+                                  + "; fix its spec")
         if spec.name in self.specs[kind]:
             first = self.origin[(kind, spec.name)]
             raise DuplicatePluginError(

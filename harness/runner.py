@@ -45,11 +45,10 @@ def run_cell(cell: Cell, registry: Registry, progress: Callable[[str, int, int],
     rec = CellRecord(suite=cell.suite, config_hash=cell.config_hash, run_name=cell.run_name, status="FINISHED",
                      params=cell.flat_params(), start_time=time.time())
     rec.tags = {"matchbench.model": cell.model.name, "matchbench.dataset": cell.dataset.name,
-                "matchbench.method": cell.labels.get("model", cell.model.name) + (f" · {cell.loss.name}" if cell.loss else ""),
-                "matchbench.dataset_label": cell.labels.get("dataset", cell.dataset.name)}
+                # the suite's labels (harness.suite): the report's rows and columns, read back from these tags
+                "matchbench.method": cell.labels.get("method", cell.model.name),
+                "matchbench.dataset_label": cell.labels.get("data", cell.dataset.name)}
     rec.tags["matchbench.directions"] = json.dumps(metric_directions(cell, registry), sort_keys=True)
-    if cell.labels.get("given") == "model":  # the suite named this method: reports show that name
-        rec.tags["matchbench.model_label"] = cell.labels["model"]
     if cell.skip_reason:
         rec.status, rec.reason, rec.end_time = "SKIPPED", cell.skip_reason, time.time()
         return rec
@@ -94,17 +93,17 @@ def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -
     def log_metric(name: str, value: float, step: int) -> None:
         rec.curves.setdefault(name, []).append((int(step), float(value)))
 
-    ctx = FitContext(seed=cell.seed, dataset=dataset, log_metric=log_metric,
-                     progress=(lambda e, n: progress(cell.run_name, e, n)) if progress else (lambda e, n: None),
-                     extra={"split": split})
+    ctx = FitContext.for_split(split, dataset, seed=cell.seed, log_metric=log_metric, threads=torch.get_num_threads(),
+                               progress=(lambda e, n: progress(cell.run_name, e, n)) if progress else (lambda e, n: None))
     t0 = time.time()
     model.fit(split.train, loss, ctx)
     rec.metrics["time/fit_s"] = time.time() - t0
 
     t0 = time.time()
     device = ctx.device
-    tasks = [t for t in s["tasks"] if t in spec.tasks and t in ("itemrec", "userrec")]
-    ranking_truth = bool(set(spec.tasks) & {"itemrec", "userrec"}) and set(s["tasks"]) != {"ctr"}
+    served = spec.serves(cell.model.params)
+    tasks = [t for t in s["tasks"] if t in served and t in ("itemrec", "userrec")]
+    ranking_truth = bool(served & {"itemrec", "userrec"}) and set(s["tasks"]) != {"ctr"}
     # a ctr-only cell never asks the model for ranking scores (a model may serve ctr without them)
     source = ScoreSource(model, split.test, split.n_items, device) if tasks or ranking_truth else None
     popularity = split.train.item_counts
@@ -130,8 +129,8 @@ def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -
                 rankings.append(r)
                 targets.append(t)
     if ranking_truth:  # ranking truths need ranking scores
-        rec.metrics.update(truth_metrics(dataset, split.test, source, model.score_kind, cell.seed))
-    if "ctr" in s["tasks"] and "ctr" in spec.tasks:  # the ctr task: click probabilities on the test impressions
+        rec.metrics.update(truth_metrics(dataset, split.test, source, spec.score_kind, cell.seed))
+    if "ctr" in s["tasks"] and "ctr" in served:  # the ctr task: click probabilities on the test impressions
         from .ctr import run_ctr
 
         rec.metrics.update(run_ctr(model, split, dataset))
@@ -139,7 +138,8 @@ def _run(cell: Cell, registry: Registry, rec: CellRecord, progress, out: Path) -
     if s.get("planners"):  # the matching task: every planner on the same scores
         from .matching import run_planners
 
-        rec.metrics.update(run_planners(s["planners"], registry, model, split, device, cell.seed, s["exclude_seen"],
+        rec.metrics.update(run_planners(s["planners"], registry, model, spec.score_kind, split, device, cell.seed,
+                                        s["exclude_seen"],
                                         s["budget_mib"], s["block_size"]))
 
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .data import Interactions
+from .data import Dataset, Interactions
 from .errors import DataError
 
 
@@ -162,3 +162,53 @@ def require_nonempty(split: EvalSet, what: str) -> None:
     if split.n_states == 0 or split.targets.nnz == 0:
         raise DataError(f"{what}: the split left no test targets; widen the horizon, move the cut earlier "
                         "or use more data")
+
+
+# ----------------------------------------------------------------------- helpers split plugins share
+
+def time_bounds(x: Interactions, split: str) -> tuple[float, float]:
+    """(first, last) event time; a DataError for an empty log."""
+    if len(x) == 0:
+        raise DataError(f"{split}: the dataset has no events; check the dataset's filters or files")
+    return float(x.time.min()), float(x.time.max())
+
+
+def window_end(start: float, length: float | None, t_max: float) -> float:
+    """End of the window [start, start + length); +inf ("to the end, last event included") when the
+    window reaches the last event or `length` is None."""
+    if length is None or start + length >= t_max:
+        return float("inf")
+    return float(start + length)
+
+
+def users_with_history(x: Interactions, cut: float, min_history: int = 1,
+                       among: np.ndarray | None = None) -> np.ndarray:
+    """Sorted users with at least `min_history` events before `cut` (optionally only those in `among`)."""
+    counts = np.bincount(x.user[x.time < cut], minlength=x.n_users)
+    users = np.flatnonzero(counts >= max(1, min_history))
+    if among is not None:
+        users = np.intersect1d(users, among)
+    return users.astype(np.int64)
+
+
+def summary(ev: EvalSet | None, prefix: str = "") -> dict:
+    """n_states, n_target_pairs, n_states_without_target (and mean history length) of an eval set."""
+    if ev is None:
+        return {}
+    n_t = np.diff(ev.targets.indptr)
+    return {f"{prefix}n_states": int(ev.n_states), f"{prefix}n_target_pairs": int(ev.targets.nnz),
+            f"{prefix}n_states_without_target": int((n_t == 0).sum()),
+            f"{prefix}mean_history": float(ev.states.lengths.mean()) if ev.n_states else 0.0}
+
+
+def fmt_time(t: float) -> str:
+    return "end" if np.isinf(t) else f"{t:g}"
+
+
+class Split:
+    """Base class of split plugins: `split(dataset, seed) -> SplitData`. Build evaluation sets with
+    `states_from_events` (it enforces the leakage rule) and say what the split provides besides train and test
+    (valid, calibration, impressions) in its `SplitSpec.provides`."""
+
+    def split(self, dataset: Dataset, seed: int) -> SplitData:
+        raise NotImplementedError

@@ -20,7 +20,7 @@ import yaml
 from .errors import ConfigError, did_you_mean
 from .registry import Registry
 from .specs import TASKS
-from .views import VIEW_KEYS, check as check_views
+from .report.views import VIEW_KEYS, check as check_views
 
 TOP_KEYS = {
     "name": "suite name (the MLflow experiment)",
@@ -260,6 +260,7 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     splits = [c for n, (sn, sp_) in enumerate(_entries(raw.get("split"), "split", problems))
               for c in _expand("split", sn, sp_, registry, f"split {sn!r}", problems)]
 
+    problems.extend(_split_problems(tasks, splits, registry))
     suite_losses = _entries(raw.get("losses"), "losses", problems)
     loss_comps = [c for ln, lp in suite_losses for c in _expand("loss", ln, lp, registry, f"losses {ln!r}", problems)]
     planners = _planners(raw.get("planners"), tasks, registry, problems)
@@ -288,6 +289,8 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         spec = registry.get("model", mn)
         if not (set(spec.tasks) | ({"matching"} if "itemrec" in spec.tasks else set())) & set(tasks):
             problems.append(f"{where}: serves {'/'.join(spec.tasks)} only, none of the suite's tasks {tasks}")
+        for comp in comps:
+            problems.extend(p for p in _task_problems(spec, comp, tasks, where) if p not in problems)
         own = _entries(mp.get("loss"), f"{where}.loss", problems) if "loss" in mp else None
         losses = ([c for ln, lp in own for c in _expand("loss", ln, lp, registry, f"{where}.loss {ln!r}", problems)]
                   if own is not None else loss_comps)
@@ -314,21 +317,86 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
                         f"metrics (the table columns, e.g. [ndcg_10, recall]), note (text under the title) and the "
                         f"views {', '.join(VIEW_KEYS)}")
     problems.extend(check_views(report))
-    if problems:
-        raise ConfigError(problems, source=source)
 
+    # a cell's labels, computed once here: run names use model and dataset; the runner tags the run with method
+    # and data, the report's rows and columns
+    losses = [loss for _, loss, _ in model_cells if loss is not None]
     varying = {kind: _varying(comps) for kind, comps in
-               (("dataset", datasets), ("model", [m for m, _, _ in model_cells]))}
+               (("dataset", datasets), ("split", splits), ("model", [m for m, _, _ in model_cells]), ("loss", losses))}
+    ran: dict[str, set[str]] = {}  # per model name, the loss configurations it runs with
+    for model, loss, reason in model_cells:
+        if loss is not None and reason is None:
+            ran.setdefault(model.name, set()).add(json.dumps([loss.name, loss.params], sort_keys=True, default=str))
+    split_shown = len({s.name for s in splits}) > 1 or any(varying["split"].values())
     cells = []
     for ds, split, (model, loss, reason), seed in itertools.product(datasets, splits, model_cells, seeds):
         labels = {"dataset": ds.label(varying["dataset"].get(ds.name, set())),
                   "model": given_labels.get(id(model)) or model.label(varying["model"].get(model.name, set()))}
-        if id(model) in given_labels:
-            labels["given"] = "model"
+        several = loss is not None and len(ran.get(model.name, ())) > 1  # the loss tells methods apart
+        labels["method"] = labels["model"] + (f" · {loss.label(varying['loss'][loss.name])}" if several else "")
+        labels["data"] = labels["dataset"] + (f" / {split.label(varying['split'][split.name])}" if split_shown else "")
         cells.append(Cell(name, ds, split, model, loss, int(seed), settings, reason, labels))
-    cells = _prune(cells, raw.get("include"), raw.get("exclude"), source)
+    try:
+        cells = _prune(cells, raw.get("include"), raw.get("exclude"), source)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    problems.extend(_requirement_problems(cells, registry))  # after pruning: an excluded pair is no problem
+    if problems:
+        raise ConfigError(problems, source=source)
     tracking = dict(raw.get("tracking") or {})
     return Suite(name=name, raw=raw, cells=cells, tracking=tracking, report=report, source=source)
+
+
+def _described(spec, comp: Component, where: str) -> str:
+    """`where` plus the parameters that differ from the defaults: names one configuration of an entry."""
+    shown = ", ".join(f"{k}={v}" for k, v in comp.params.items() if v != spec.schema.defaults().get(k))
+    return where + (f" ({shown})" if shown else "")
+
+
+def _task_problems(spec, model: Component, tasks: list[str], where: str) -> list[str]:
+    """A task of the suite that the model claims but cannot serve with these parameters (an ablation without the
+    part that ranks, say)."""
+    served = spec.serves(model.params)
+    lost = [t for t in tasks if t in set(spec.tasks) and t not in served]
+    if not lost:
+        return []
+    return [f"{_described(spec, model, where)}: cannot serve {'/'.join(lost)} with these parameters (it serves "
+            f"{'/'.join(sorted(served)) or 'nothing'}); drop those tasks or this configuration"]
+
+
+def _requirement_problems(cells: list["Cell"], registry: Registry) -> list[str]:
+    """Cells whose model requires what their dataset and split do not provide (before any training)."""
+    out: list[str] = []
+    for cell in cells:
+        spec = registry.get("model", cell.model.name)
+        have = (set(registry.get("dataset", cell.dataset.name).provides)
+                | registry.get("split", cell.split.name).provision(cell.split.params))
+        missing = [r for r in spec.requires if r not in have]
+        if missing:
+            msg = (f"{_described(spec, cell.model, f'model {cell.model.name!r}')}: requires {'/'.join(missing)}, "
+                   f"which dataset {cell.dataset.name!r} with split {cell.split.name!r} does not provide; "
+                   f"{_REQUIREMENT_FIX[missing[0]]}, or exclude the combination (exclude: [{{model: "
+                   f"{cell.model.name}, dataset: {cell.dataset.name}}}])")
+            if msg not in out:
+                out.append(msg)
+    return out
+
+
+_REQUIREMENT_FIX = {
+    "truth": "use it on the synthetic dataset (the only one whose truth is known)",
+    "calibration": "give the split a calibration window (temporal: calibration: DAYS; user: calibration: true)",
+    "impressions": "use split {name: impressions} on a dataset with impressions and clicks",
+    "valid": "give the split a validation set (temporal: valid: true, or leave_one_out)",
+}
+
+
+def _split_problems(tasks: list[str], splits: list[Component], registry: Registry) -> list[str]:
+    """The ctr task scores the split's test impressions: every split of the grid must yield them."""
+    if "ctr" not in tasks:
+        return []
+    return [f"tasks: ctr needs a split that yields impressions, and split {c.name!r} does not; "
+            f"{_REQUIREMENT_FIX['impressions']}" for c in splits
+            if "impressions" not in registry.get("split", c.name).provision(c.params)]
 
 
 def _varying(comps: list[Component]) -> dict[str, set[str]]:

@@ -104,6 +104,6 @@ def test_the_shared_sample_splits_by_user_and_every_ctr_model_runs(reg):
     assert set(a.test_impressions.user) != set(b.test_impressions.user)        # the seed draws the users
     for name in ("lr", "din", "dmr"):
         m = reg.create("model", name, epochs=1, hidden=[16]) if name != "lr" else reg.create("model", "lr", epochs=1)
-        m.fit(a.train, None, FitContext(seed=0, device=torch.device("cpu"), dataset=ds, extra={"split": a}))
+        m.fit(a.train, None, FitContext.for_split(a, ds, seed=0, device=torch.device("cpu")))
         out = run_ctr(m, a, ds)
         assert 0 <= out["ctr/auc"] <= 1 and np.isfinite(out["ctr/logloss"]), name

@@ -172,7 +172,7 @@ def _fit(reg, name, ds, split, model_out=None, **params):
 
     model = reg.create("model", name, **params)
     with threadpool_limits(1):
-        model.fit(split.train, None, FitContext(seed=0, device=torch.device("cpu"), dataset=ds, extra={"split": split}))
+        model.fit(split.train, None, FitContext.for_split(split, ds, seed=0, device=torch.device("cpu")))
         if model_out is not None:
             model_out[name] = model
         return run_ctr(model, split, ds)
@@ -219,10 +219,14 @@ def test_dmr_ranks_items_by_its_match_score(reg, world_split, fitted):
     res = evaluate_full("itemrec", src, split.test, [10], {"recall": reg.get("metric", "recall")},
                         split.train.item_counts)
     assert res.metrics["recall_10"] > 0.3                    # 10 of 120 items at random: about 0.08
-    assert truth_metrics(ds, split.test, src, dmr.score_kind)["truth/spearman_item_given_user_per_state"] > 0.4
-    with pytest.raises(ConfigError, match="no_u2i"):
-        d = reg.create("model", "dmr", epochs=1, hidden=[8], no_u2i=True)
-        d.fit(split.train, None, FitContext(seed=0, dataset=ds, extra={"split": split}))
+    assert truth_metrics(ds, split.test, src, Registry.load().get("model", "dmr").score_kind)["truth/spearman_item_given_user_per_state"] > 0.4
+    # the no_u2i ablation has no User-to-Item network: its spec serves ctr only, so an itemrec suite refuses it
+    assert reg.get("model", "dmr").serves({"no_u2i": True}) == {"ctr"}
+    suite = {"name": "t", "datasets": [{"name": "synthetic", "n_users": 50, "n_items": 20, "impressions": True}],
+             "split": {"name": "impressions"}, "tasks": ["ctr", "itemrec"],
+             "models": [{"name": "dmr", "no_u2i": True}]}
+    with pytest.raises(ConfigError, match=r"no_u2i=True\): cannot serve itemrec"):
+        build_suite(suite, reg)
         d.factors(split.test.states)
 
 
@@ -237,7 +241,7 @@ def test_dmr_parts_follow_the_paper(reg, world_split):
     ds, split = world_split
     m = reg.create("model", "dmr", epochs=1, hidden=[16], negatives=7, user_embedding=True)
     curves = {}
-    m.fit(split.train, None, FitContext(seed=0, device=torch.device("cpu"), dataset=ds, extra={"split": split},
+    m.fit(split.train, None, FitContext.for_split(split, ds, seed=0, device=torch.device("cpu"),
                                         log_metric=lambda k, v, s: curves.setdefault(k, []).append(v)))
     assert "train/aux_loss" in curves and curves["train/aux_loss"][0] > 0
     net = m.net
@@ -252,7 +256,7 @@ def test_dmr_parts_follow_the_paper(reg, world_split):
         assert torch.allclose(net.user_vector(seq), net.user_vector(torch.tensor([[3, 5, 0, 0, 0, 0]])))
         assert net.aux_loss(torch.tensor([[3, 5, 0], [4, 0, 0]])) > 0   # only rows with >= 2 behaviours
     d = reg.create("model", "dmr", epochs=1, hidden=[16], double_embedding=True)
-    d.fit(split.train, None, FitContext(seed=0, device=torch.device("cpu"), dataset=ds, extra={"split": split}))
+    d.fit(split.train, None, FitContext.for_split(split, ds, seed=0, device=torch.device("cpu")))
     assert d.net.v_out is None and d.net.emb.item.weight.shape[1] == 64
 
 
@@ -260,7 +264,7 @@ def test_ctr_models_need_impressions(reg):
     ds = reg.create("dataset", "synthetic", n_users=60, n_items=20, days=20.0)
     split = reg.create("split", "temporal", horizon=5).split(ds, 0)
     with pytest.raises(DataError, match="split: {name: impressions}"):
-        reg.create("model", "lr").fit(split.train, None, FitContext(seed=0, dataset=ds, extra={"split": split}))
+        reg.create("model", "lr").fit(split.train, None, FitContext.for_split(split, ds, seed=0))
 
 
 # ----------------------------------------------------------------------------- suites end to end
@@ -279,12 +283,16 @@ def test_ctr_suite_runs_end_to_end(workdir, reg):
     pop = frame[frame["params.model"] == "item_pop"]
     assert pop["metrics.itemrec/recall_10"].notna().all() and pop["metrics.ctr/auc"].isna().all()
     # a ctr-only suite needs no ranking metrics; a ranking-only model there is an error; ctr without impressions fails
-    assert build_suite({k: v for k, v in tiny_suite(tasks=["ctr"], models=["lr"]).items() if k != "metrics"}, reg)
+    ctr_split = {"datasets": [WORLD], "split": {"name": "impressions", "test_days": 5}}
+    assert build_suite({k: v for k, v in tiny_suite(tasks=["ctr"], models=["lr"], **ctr_split).items()
+                        if k != "metrics"}, reg)
     with pytest.raises(ConfigError, match="serves itemrec/userrec only"):
-        build_suite({k: v for k, v in tiny_suite(tasks=["ctr"], models=["item_pop"]).items() if k != "metrics"}, reg)
-    bad = api.run({k: v for k, v in tiny_suite(name="bad", tasks=["ctr"], models=[{"name": "lr", "epochs": 1}]).items()
-                   if k != "metrics"}, registry=reg)
-    assert (bad.status == "FAILED").all() and "split: {name: impressions}" in bad.error.iloc[0]
+        build_suite({k: v for k, v in tiny_suite(tasks=["ctr"], models=["item_pop"], **ctr_split).items()
+                     if k != "metrics"}, reg)
+    with pytest.raises(ConfigError, match="ctr needs a split that yields impressions") as err:
+        build_suite({k: v for k, v in tiny_suite(name="bad", tasks=["ctr"], models=[{"name": "lr", "epochs": 1}]).items()
+                     if k != "metrics"}, reg)
+    assert "model 'lr' (epochs=1): requires impressions" in str(err.value)  # every problem at once
 
 
 def test_impressions_split_on_the_taobao_ad_raw_sample_fixture():
@@ -332,8 +340,7 @@ def test_dmr_beats_lr_and_din_on_the_synthetic_impressions(reg):
         for name in res:
             model = reg.create("model", name, epochs=5)
             with threadpool_limits(1):
-                model.fit(split.train, None, FitContext(seed=seed, device=torch.device("cpu"), dataset=ds,
-                                                        extra={"split": split}))
+                model.fit(split.train, None, FitContext.for_split(split, ds, seed=seed, device=torch.device("cpu")))
             res[name].append(run_ctr(model, split, ds))
     auc = {m: np.mean([r["ctr/auc"] for r in rs]) for m, rs in res.items()}
     assert auc["dmr"] > auc["din"] + 0.001 and auc["dmr"] > auc["lr"] + 0.005, auc

@@ -12,7 +12,7 @@ from harness.ctr import run_ctr
 from harness.model import FitContext
 from harness.registry import Registry
 from plugins.models.ctr_baselines import AUGRUCell, augru, inner_products, oldest_first
-from plugins.models.ctr_models import _LRNet
+from plugins.models.ctr_models import LRNet
 
 # small nets so the file runs in seconds on 2 cores; the defaults are the paper's 512-256-128
 PARAMS = {"wide_deep": {"epochs": 4, "hidden": [64, 32]},
@@ -39,8 +39,7 @@ def fitted(reg, world_split):
     for name, params in PARAMS.items():
         model, curves = reg.create("model", name, **params), {}
         with threadpool_limits(1):
-            model.fit(split.train, None, FitContext(
-                seed=0, device=torch.device("cpu"), dataset=ds, extra={"split": split},
+            model.fit(split.train, None, FitContext.for_split(split, ds, seed=0, device=torch.device("cpu"),
                 log_metric=lambda k, v, s, c=curves: c.setdefault(k, []).append(v)))
             out[name] = (model, run_ctr(model, split, ds), curves)
     return out
@@ -75,11 +74,11 @@ def test_the_baselines_are_registered_for_ctr_only(reg):
 
 # ----------------------------------------------------------------------------- Wide&Deep
 def test_wide_deep_wide_part_is_lr(fitted, world_split):
-    """logit = LR(x) + deep(x): an _LRNet with the wide part's weights gives the logit once the deep output is 0."""
+    """logit = LR(x) + deep(x): an LRNet with the wide part's weights gives the logit once the deep output is 0."""
     model, _, _ = fitted["wide_deep"]
     net = model.net
     b = _batch(model, world_split[1])
-    lr = _LRNet(model)
+    lr = LRNet(model)
     lr.load_state_dict(net.wide.state_dict())
     with torch.no_grad():
         wide, deep = lr(b)[0], net.deep_logit(b)

@@ -14,7 +14,7 @@ from harness.evaluate import ScoreSource, evaluate_full
 from harness.model import FitContext, Model
 from harness.registry import Registry
 from harness.splits import states_from_events
-from plugins.datasets.movielens import data_root
+from harness.plugin import data_root
 
 ML100K = data_root() / "movielens-100k" / "u.data"
 needs_ml = pytest.mark.skipif(not ML100K.is_file(), reason=f"MovieLens-100K not found at {ML100K} "
@@ -189,7 +189,7 @@ def test_als_factors_do_not_depend_on_the_thread_count(reg, tiny):
     got = []
     for threads in (1, 2):
         m = reg.create("model", "als", **SMALL["als"])
-        m.fit(train, None, ctx(0, extra={"num_threads": threads}))
+        m.fit(train, None, ctx(0, threads=threads))
         got.append(m.factors(ev.states))
     assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1])
 

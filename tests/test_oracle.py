@@ -27,7 +27,7 @@ def test_oracle_scores_are_the_true_log_intensity():
     data = reg.create("dataset", "synthetic", n_users=50, n_items=20, days=20.0)
     split = reg.create("split", "temporal", horizon=5).split(data, 0)
     model = reg.create("model", "oracle")
-    model.fit(split.train, None, FitContext(dataset=data))
+    model.fit(split.train, None, FitContext(truth=data.truth))
     states = split.test.states
     rows = np.array([3, 0, len(states) - 1])
     got = model.score_block(states, rows).numpy()
@@ -40,4 +40,4 @@ def test_oracle_on_data_without_truth_says_so():
     data = reg.create("dataset", "synthetic", n_users=20, n_items=10, days=10.0)
     data.truth = None
     with pytest.raises(ConfigError, match="needs a dataset with known truth"):
-        reg.create("model", "oracle").fit(data.interactions, None, FitContext(dataset=data))
+        reg.create("model", "oracle").fit(data.interactions, None, FitContext(truth=data.truth))

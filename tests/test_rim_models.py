@@ -141,7 +141,7 @@ def test_bayesian_paradox_of_figure_2():
     probs[:, D] = [0.4, 0.8, 0.3, 0.3, 0.3]
     probs[:, :D] = (1 - probs[:, D:]) / 3
     states = _states([0, 1, 2, 3, 4], [9.0] * 5, [[A, B], [C], [], [], []])
-    model = FixedItemModel(probs, arch="gru", prior="pop")
+    model = FixedItemModel(probs, arch="gru", prior="pop", dropout=0.3, lr=0.003)
     model.fit(None, None, FitContext())
     u, v = model.factors(states)
     mtpp = torch.exp(u @ v.T)[:, D].numpy()
@@ -201,7 +201,7 @@ def test_early_stopping_keeps_the_best_validation_epoch_and_scores_as_the_harnes
     split = reg.create("split", "leave_one_out").split(ds, 0)
     log = []
     m = reg.create("model", "rnn", epochs=12, patience=2, factors=16, lr=0.02)
-    m.fit(split.train, None, FitContext(seed=0, device=CPU, dataset=ds, extra={"split": split},
+    m.fit(split.train, None, FitContext.for_split(split, ds, seed=0, device=CPU,
                                         log_metric=lambda k, v, s: log.append((k, v, s))))
     curve = [(s, v) for k, v, s in log if k == "valid/ndcg_10"]
     assert len(curve) == len(m.epoch_times) >= 3
@@ -215,7 +215,7 @@ def test_early_stopping_keeps_the_best_validation_epoch_and_scores_as_the_harnes
     assert m.valid_ndcg(split.valid) == pytest.approx(res.metrics["ndcg_10"], abs=1e-9) == pytest.approx(best, abs=1e-6)
     # without a validation set (or with patience null) the fit runs every epoch
     m2 = reg.create("model", "rnn", epochs=3, patience=None, factors=8)
-    m2.fit(split.train, None, FitContext(seed=0, device=CPU, dataset=ds, extra={"split": split}))
+    m2.fit(split.train, None, FitContext.for_split(split, ds, seed=0, device=CPU))
     assert len(m2.epoch_times) == 3 and m2.best_epoch is None
 
 
@@ -239,7 +239,7 @@ def test_sequence_models_learn_a_successor_rule_and_score_unseen_users(reg, name
     assert (top == (np.arange(n_items) + 3) % n_items).mean() >= 0.9, top
     u, v = model.factors(states)                       # factors give the same scores in blocks
     np.testing.assert_allclose((u @ v.T).numpy(), logp.numpy(), atol=1e-4)
-    assert model.score_kind == "logit"
+    assert reg.get("model", "rnn").score_kind == "logit"
 
 
 def test_sasrec_heads_must_divide_the_dimension(reg):
@@ -295,7 +295,7 @@ def test_rnn_hawkes_ranks_states_closer_to_the_true_intensity_than_user_pop_and_
     split = reg.create("split", "temporal", horizon=7).split(ds, 0)
     states = split.test.states
     truth = ds.truth.pair_intensity(states)
-    ctx = FitContext(seed=0, device=CPU, dataset=ds, extra={"split": split})
+    ctx = FitContext.for_split(split, ds, seed=0, device=CPU)
     rho = {}
     for name in ("rnn", "rnn_hawkes"):
         m = reg.create("model", name, epochs=4, factors=32)
@@ -337,7 +337,7 @@ def test_hp_without_a_calibration_window_says_how_to_get_one(reg):
     split = reg.create("split", "temporal", horizon=5).split(ds, 0)
     m = reg.create("model", "rnn_hp", epochs=1)
     with pytest.raises(Exception, match="calibration"):
-        m.fit(split.train, None, FitContext(dataset=ds, extra={"split": split}))
+        m.fit(split.train, None, FitContext.for_split(split, ds))
 
 
 def test_hp_calibration_tracks_the_expected_window_counts(reg):
@@ -346,7 +346,7 @@ def test_hp_calibration_tracks_the_expected_window_counts(reg):
     states = split.test.states
     expected = ds.truth.expected_event_counts(states, states.time + 7.0)
     m = reg.create("model", "rnn_hp", epochs=1, factors=8)
-    m.prior.fit(split.train, FitContext(dataset=ds, extra={"split": split}))
+    m.prior.fit(split.train, FitContext.for_split(split, ds))
     scores = {"pop": states.lengths, "hawkes": HawkesPrior.intensity(m.prior, states), "hp": m.prior.intensity(states)}
     rhos = {k: scipy.stats.spearmanr(v, expected)[0] for k, v in scores.items()}
     print("spearman vs E[window count]:", rhos)

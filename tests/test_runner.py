@@ -100,7 +100,7 @@ def test_every_registered_model_fits_and_ranks_on_the_tiny_world(name):
     params = {"epochs": 1} if "epochs" in spec.schema.names() else {}
     model = reg.create("model", name, **params)
     loss = reg.create("loss", spec.default_loss) if spec.default_loss else None
-    model.fit(split.train, loss, FitContext(seed=0, device=torch.device("cpu"), dataset=ds, extra={"split": split}))
+    model.fit(split.train, loss, FitContext.for_split(split, ds, seed=0, device=torch.device("cpu")))
     if "ctr" in spec.tasks:
         from harness.ctr import predict
 

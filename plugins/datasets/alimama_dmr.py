@@ -35,14 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import hookimpl
-from harness.ctr import ImpressionRows
-from harness.data import Dataset, Interactions
-from harness.errors import DataError
-from harness.schema import Param
-from harness.specs import DatasetSpec
+from harness.plugin import (Col, DataError, Dataset, DatasetSpec, first_bad, hookimpl, ImpressionRows, Interactions,
+                            locate, Param, read_table, sources_or_path, verify_files)
 
-from .common import Col, first_bad, locate, read_table, sources_or_path, verify_files
+
 
 NAME = "alimama_dmr"
 FOLDER = "taobao-alimama"

@@ -20,14 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import hookimpl
-from harness.data import Dataset
-from harness.errors import DataError
-from harness.schema import Param
-from harness.specs import DatasetSpec
+from harness.plugin import (bad_line, Col, DataError, Dataset, DatasetSpec, FILTER_PARAMS, finish, first_bad,
+                            hookimpl, iter_lines, locate, Param, read_header, read_table, sources_or_path,
+                            verify_files)
 
-from .common import (FILTER_PARAMS, Col, bad_line, finish, first_bad, iter_lines, locate, read_header,
-                     read_table, sources_or_path, verify_files)
+
 
 NAME = "amazon"
 FOLDER = "amazon-electronics"

@@ -18,12 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import hookimpl
-from harness.cache import sha256_file
-from harness.data import TIME_UNITS, Dataset, filter_events, filter_params, from_events
-from harness.errors import DataError, did_you_mean
-from harness.schema import Param
-from harness.specs import DatasetSpec
+from harness.plugin import (DataError, Dataset, DatasetSpec, did_you_mean, filter_events, filter_params, from_events,
+                             hookimpl, Param, sha256_file, TIME_UNITS)
 
 OUR_NAMES = ("user", "item", "time", "value", "event")
 DEFAULT_COLUMNS = {"user": "user", "item": "item", "time": "time"}
@@ -216,9 +212,9 @@ def build(df: pd.DataFrame, lines: np.ndarray, where: str, name: str, time_unit:
     return from_events(name, df, time_unit, meta=dict(meta, ordered=ordered), where=where, lines=lines)
 
 
-def load_csv(path: str | None = None, columns: dict | None = None, time_unit: str = "s", time_format: str | None = None,
-             sep: str = ",", header: bool = True, features: list | None = None, ordered: bool = False,
-             **filters: Any) -> Dataset:
+def load_csv(path: str | None = None, columns: dict | None = DEFAULT_COLUMNS, time_unit: str = "s",
+             time_format: str | None = None, sep: str = ",", header: bool = True, features: list | tuple | None = (),
+             ordered: bool = False, **filters: Any) -> Dataset:
     p = _check_path(path, "csv")
     where = str(p)
     mapping = _mapping(columns, where, header)
@@ -241,8 +237,8 @@ def load_csv(path: str | None = None, columns: dict | None = None, time_unit: st
     return build(df, lines, where, p.stem, time_unit, time_format, ordered, meta, filters=filters)
 
 
-def load_parquet(path: str | None = None, columns: dict | None = None, time_unit: str = "s",
-                 time_format: str | None = None, features: list | None = None, ordered: bool = False,
+def load_parquet(path: str | None = None, columns: dict | None = DEFAULT_COLUMNS, time_unit: str = "s",
+                 time_format: str | None = None, features: list | tuple | None = (), ordered: bool = False,
                  **filters: Any) -> Dataset:
     import pyarrow.parquet as pq
 

@@ -10,7 +10,7 @@ Times are unix seconds (time_unit "s"); `value` is the rating. By default every 
 an implicit interaction; `min_rating` keeps only ratings >= it. `verify` checks the raw file's
 sha256 against the published copy where one is known (100K); other variants record their sha256
 with a note. Without `path`, the folder is found as every file-backed dataset finds it (see
-`plugins/datasets/common.py`): `$MATCHBENCH_DATA/movielens-100k`, the copy imported by `matchbench datasets
+`harness/files.py`): `$MATCHBENCH_DATA/movielens-100k`, the copy imported by `matchbench datasets
 fetch movielens --from PATH`, else `<project>/../shared/data/movielens-100k`. We never download. The common
 filters (k_core, event_types, start/end, ...) apply after `min_rating`.
 """
@@ -25,13 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import hookimpl
-from harness.data import Dataset
-from harness.errors import DataError
-from harness.schema import Param
-from harness.specs import DatasetSpec
+from harness.plugin import (data_root, DataError, Dataset, DatasetSpec, FILTER_PARAMS, finish, hookimpl, locate,
+                            Param, sources_or_path)
 
-from .common import FILTER_PARAMS, PROJECT_ROOT, data_root, finish, locate, sources_or_path  # noqa: F401 - data_root re-exported
+
 
 LICENCE = "GroupLens research licence: research use only, no redistribution"
 LICENCE_LATEST = ("GroupLens licence: non-commercial research use; redistribution only under the same terms "

@@ -34,11 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import hookimpl
-from harness.data import Dataset, Interactions
-from harness.schema import Param
-from harness.specs import DatasetSpec
-from harness.splits import UserStates
+from harness.plugin import Dataset, DatasetSpec, hookimpl, Interactions, Param, UserStates
 
 _FLOOR = 1e-300
 _ALPHA_MAX = 0.9
@@ -566,6 +562,6 @@ PARAMS = (
 @hookimpl
 def register_datasets(register):
     register(DatasetSpec(
-        name="synthetic", factory=make_world_dataset, params=PARAMS,
+        name="synthetic", factory=make_world_dataset, params=PARAMS, provides=("truth",),
         description="generated world with known truth: Hawkes activity per user, Markov-drift softmax marks; "
                     "dataset.truth gives p(u,i), p(y|x), λ(x,y) and expected window counts"))

@@ -23,13 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import hookimpl
-from harness.data import Dataset
-from harness.errors import DataError
-from harness.schema import Param
-from harness.specs import DatasetSpec
+from harness.plugin import (align, Col, DataError, Dataset, DatasetSpec, FILTER_PARAMS, finish, first_bad, hookimpl,
+                            locate, nullable_ints, Param, read_table, sources_or_path, verify_files)
 
-from .common import FILTER_PARAMS, Col, align, finish, first_bad, locate, nullable_ints, read_table, sources_or_path, verify_files
+
 
 NAME = "taobao_ad"
 FOLDER = "taobao-ad"

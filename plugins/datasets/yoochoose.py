@@ -18,13 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import hookimpl
-from harness.data import Dataset
-from harness.errors import DataError
-from harness.schema import Param
-from harness.specs import DatasetSpec
+from harness.plugin import (Col, DataError, Dataset, DatasetSpec, FILTER_PARAMS, finish, first_bad, hookimpl, locate,
+                            Param, read_header, read_table, sources_or_path, verify_files)
 
-from .common import FILTER_PARAMS, Col, finish, first_bad, locate, read_header, read_table, sources_or_path, verify_files
+
 
 NAME = "yoochoose"
 FOLDER = "yoochoose"

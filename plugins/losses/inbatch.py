@@ -32,22 +32,15 @@ Two contracts, so any two-tower model can feed them (the model computes the scor
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import hookimpl
-from harness.errors import ConfigError
-from harness.schema import Param
-from harness.specs import LossSpec
+from harness.plugin import ConfigError, InBatchLoss, LossSpec, NegativePlan, Param, SampledLoss, hookimpl
 
 
-class InBatchNCE:
+class InBatchNCE(InBatchLoss):
     """Eq. 10 with binary α, β, δα, δβ (at least one of α, β set)."""
-
-    contract = "in_batch"
 
     def __init__(self, alpha: int = 1, beta: int = 1, delta_alpha: int = 1, delta_beta: int = 1):
         for name, v in (("alpha", alpha), ("beta", beta), ("delta_alpha", delta_alpha), ("delta_beta", delta_beta)):
@@ -71,17 +64,6 @@ class InBatchNCE:
         return out
 
 
-@dataclass(frozen=True)
-class NegativePlan:
-    """What a `sampled` loss wants: `q_item` over item ids; `q_user` over user ids (None: the batch's users);
-    `k` negatives; `paired`: one (u', i') per positive (else k items shared by the batch)."""
-
-    q_item: np.ndarray
-    q_user: np.ndarray | None
-    k: int
-    paired: bool
-
-
 def _normalise(w: np.ndarray, what: str) -> np.ndarray:
     w = np.asarray(w, dtype=np.float64)
     if w.sum() <= 0:
@@ -89,10 +71,8 @@ def _normalise(w: np.ndarray, what: str) -> np.ndarray:
     return w / w.sum()
 
 
-class SampledSoftmax:
+class SampledSoftmax(SampledLoss):
     """Sampled softmax with logQ correction: -log softmax([φ+ - log q(i+), φ_j - log q(j)])_0."""
-
-    contract = "sampled"
 
     def __init__(self, negatives: int = 100, power: float = 1.0):
         self.k, self.power = int(negatives), float(power)
@@ -115,10 +95,8 @@ class SampledSoftmax:
 BCE_NEGATIVES = ("user", "item", "user_item", "uniform")
 
 
-class BCENeg:
+class BCENeg(SampledLoss):
     """Eq. 1 with 1:1 negatives (u', i') ~ p_n (Table I)."""
-
-    contract = "sampled"
 
     def __init__(self, negatives: str = "uniform"):
         if negatives not in BCE_NEGATIVES:

@@ -3,24 +3,19 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from harness import hookimpl
-from harness.specs import LossSpec
+from harness.plugin import LossSpec, PairwiseLoss, PointwiseLoss, hookimpl
 
 
-class BPRLoss:
+class BPRLoss(PairwiseLoss):
     """-log sigmoid(s+ - s-), averaged (Rendle et al. 2009); the RIM paper's sigmoid-triplet
     loss is this, averaged over a negative item and a negative user per positive pair."""
-
-    contract = "pairwise"
 
     def __call__(self, pos, neg):
         return -F.logsigmoid(pos - neg).mean()
 
 
-class BCELoss:
+class BCELoss(PointwiseLoss):
     """Binary cross-entropy: positives labelled 1, sampled negatives 0 (pointwise)."""
-
-    contract = "pointwise"
 
     def __call__(self, pos, neg):
         return -(F.logsigmoid(pos).mean() + F.logsigmoid(-neg).mean()) / 2

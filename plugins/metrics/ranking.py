@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness import hookimpl
-from harness.specs import MetricSpec
+from harness.plugin import hookimpl, MetricSpec
 
 
 def _found(hits, k):

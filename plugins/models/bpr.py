@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from harness import hookimpl
-from harness.model import Model
-from harness.schema import Param
-from harness.specs import ModelSpec
+from harness.plugin import hookimpl, Model, ModelSpec, Param
 
 
 class BPR(Model):
-    score_kind = "logit"
 
     def __init__(self, factors=64, epochs=10, lr=0.015, batch_size=4096, reg=0.01, neg_power=0.5,
                  sample_users=True):

@@ -4,7 +4,7 @@ They share `ctr_models.CTRModel` (features, BCE training loop with Adam, `predic
 what `lr`, `din` and `dmr` see: target item, behaviour sequence (most recent `max_len`), context columns and,
 with `user_embedding: true`, the user id. MLPs use PReLU instead of Dice (as `din` / `dmr` here).
 
-- `wide_deep` (Cheng et al. 2016): logit = wide + deep, trained jointly. The wide part *is* `lr`'s `_LRNet`
+- `wide_deep` (Cheng et al. 2016): logit = wide + deep, trained jointly. The wide part *is* `lr`'s `LRNet`
   (DMR: "the wide part in our implementation is same with LR"): bias, item, context (and user) weights and
   the behaviour × target cross-product, hashed into `cross_buckets`, mean-pooled by default (`cross_pooling`).
   The deep part is the Embedding&MLP base model: MLP over [x_p, x_c, e_target, mean of the behaviour
@@ -30,15 +30,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness import hookimpl
-from harness.schema import Param
-from harness.specs import ModelSpec
-from plugins.models.ctr_models import COMMON, CROSS, HIDDEN, LR, CTRModel, _Embeddings, _head, _LRNet
+from harness.plugin import hookimpl, ModelSpec, Param
+from plugins.models.ctr_models import COMMON, CROSS, CTR_ONLY, HIDDEN, LR, CTRModel, Embeddings, mlp_head, LRNet
 
 
 def _deep_head(sizes: list[int]) -> nn.Sequential:
-    """`_head` whose output bias starts at 0 (for a part added to another logit that already has the prior)."""
-    head = _head(sizes, 0.5)
+    """`mlp_head` whose output bias starts at 0 (for a part added to another logit that already has the prior)."""
+    head = mlp_head(sizes, 0.5)
     nn.init.zeros_(head[-1].bias)
     return head
 
@@ -55,8 +53,8 @@ def _mean_pool(e: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class _WideDeepNet(nn.Module):
     def __init__(self, m: "WideDeep"):
         super().__init__()
-        self.wide = _LRNet(m)
-        self.emb = _Embeddings(m, m.dim)
+        self.wide = LRNet(m)
+        self.emb = Embeddings(m, m.dim)
         self.deep = _deep_head([self.emb.out_dim + 2 * m.dim] + list(m.hidden))
 
     def deep_logit(self, b) -> torch.Tensor:
@@ -69,7 +67,7 @@ class _WideDeepNet(nn.Module):
 
 
 class WideDeep(LR):
-    """LR's parameters and wide part (`_LRNet`), plus the deep part."""
+    """LR's parameters and wide part (`LRNet`), plus the deep part."""
 
     def build(self):
         return _WideDeepNet(self)
@@ -97,7 +95,7 @@ class _PNNNet(nn.Module):
             self.item.weight[0].zero_()
         self.n_fields = 2 + len(m.ctx_sizes) + (1 if m.user_embedding else 0)
         n_in = self.n_fields * d + self.n_fields * (self.n_fields - 1) // 2
-        self.mlp = _head([n_in] + list(m.hidden), m.base_ctr)
+        self.mlp = mlp_head([n_in] + list(m.hidden), m.base_ctr)
 
     def fields(self, b) -> torch.Tensor:
         """[B, N, d]: target item, mean-pooled behaviours, context columns, (user)."""
@@ -168,12 +166,12 @@ class _DIENNet(nn.Module):
         super().__init__()
         self.m = m
         d, g = m.dim, m.gru_dim
-        self.emb = _Embeddings(m, d)
+        self.emb = Embeddings(m, d)
         self.extractor = nn.GRU(d, g, batch_first=True)
         self.att = nn.Linear(d, g, bias=False)           # a_t ∝ exp(h_tᵀ W e_target)
         self.evolver = AUGRUCell(g, g)
         self.aux_proj = nn.Linear(g, d, bias=False)      # σ(⟨P h_t, e_{t+1}⟩)
-        self.mlp = _head([self.emb.out_dim + d + g] + list(m.hidden), m.base_ctr)
+        self.mlp = mlp_head([self.emb.out_dim + d + g] + list(m.hidden), m.base_ctr)
 
     def extract(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(items oldest first [B, L], their embeddings [B, L, d], extractor states h_t [B, L, g], valid [B, L])."""
@@ -227,14 +225,14 @@ class DIEN(CTRModel):
 @hookimpl
 def register_models(register):
     register(ModelSpec(
-        name="wide_deep", factory=WideDeep, tasks=("ctr",),
+        name="wide_deep", factory=WideDeep, tasks=("ctr",), **CTR_ONLY,
         description="Wide&Deep: LR with behaviour × target crosses (wide) + embedding MLP (deep), trained jointly",
         params=COMMON + (HIDDEN,) + CROSS))
     register(ModelSpec(
-        name="pnn", factory=PNN, tasks=("ctr",), params=COMMON + (HIDDEN,),
+        name="pnn", factory=PNN, tasks=("ctr",), **CTR_ONLY, params=COMMON + (HIDDEN,),
         description="IPNN: pairwise inner products of the field embeddings (product layer) + MLP"))
     register(ModelSpec(
-        name="dien", factory=DIEN, tasks=("ctr",),
+        name="dien", factory=DIEN, tasks=("ctr",), **CTR_ONLY,
         description="Deep Interest Evolution Network: GRU interest extractor (auxiliary next-behaviour loss) + "
                     "AUGRU interest evolution towards the target + MLP",
         params=COMMON + (HIDDEN,

@@ -1,6 +1,6 @@
 """CTR models (task ctr): `lr`, `din` and `dmr` (Lyu et al., Deep Match to Rank, AAAI 2020), in torch.
 
-All three train on `ctx.extra["split"].train_impressions` (`harness.ctr.ImpressionRows`) with binary
+All three train on `ctx.impressions` (the split's training `ImpressionRows`) with binary
 cross-entropy on the click label (DMR Eq. 1) and implement `predict_ctr(rows) -> probabilities`. Features:
 the target item id, the behaviour sequence (the `max_len` most recent behaviours before the impression, most
 recent first), the integer context columns of the rows (e.g. `slot`, `pid`; one embedding each, with an
@@ -33,17 +33,13 @@ import torch
 from scipy.special import expit
 from torch import nn
 
-from harness import hookimpl
-from harness.ctr import ImpressionRows, padded_sequences
-from harness.errors import ConfigError, DataError
-from harness.model import FitContext, Model
-from harness.schema import Param
-from harness.specs import ModelSpec
+from harness.plugin import (ConfigError, DataError, FitContext, hookimpl, ImpressionRows, Model, ModelSpec,
+                             padded_sequences, Param)
 
 PREDICT_BATCH = 4096
 
 
-def _head(sizes: list[int], base_ctr: float) -> nn.Sequential:
+def mlp_head(sizes: list[int], base_ctr: float) -> nn.Sequential:
     """MLP (PReLU hidden layers) to one logit, its output bias started at the training CTR's log-odds."""
     out = nn.Linear(sizes[-1], 1)
     nn.init.constant_(out.bias, float(np.log(base_ctr / (1 - base_ctr))))
@@ -60,7 +56,6 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 class CTRModel(Model):
     """Shared plumbing: batches from ImpressionRows, the BCE training loop, predict_ctr."""
 
-    score_kind = "probability"
 
     def __init__(self, dim: int = 32, max_len: int = 50, epochs: int = 5, batch_size: int = 256, lr: float = 1e-3,
                  weight_decay: float = 0.0, user_embedding: bool = False, log_every: int = 0,
@@ -94,8 +89,7 @@ class CTRModel(Model):
 
     # -------------------------------------------------------------------------------- fit / predict
     def fit(self, train, loss, ctx: FitContext) -> None:
-        split = ctx.extra.get("split")
-        rows = getattr(split, "train_impressions", None)
+        rows = ctx.impressions
         if rows is None or len(rows) == 0:
             raise DataError(f"{type(self).__name__} trains on impressions: use a split that yields them "
                             "(split: {name: impressions}) on a dataset with impressions and clicks")
@@ -161,7 +155,7 @@ class CTRModel(Model):
 
 # ------------------------------------------------------------------------------------------------- LR
 
-class _LRNet(nn.Module):
+class LRNet(nn.Module):
     def __init__(self, m: "LR"):
         super().__init__()
         self.n_items, self.pooling = m.n_items + 1, m.cross_pooling
@@ -203,12 +197,12 @@ class LR(CTRModel):
         self.buckets, self.cross_pooling = int(cross_buckets), cross_pooling
 
     def build(self):
-        return _LRNet(self)
+        return LRNet(self)
 
 
 # ------------------------------------------------------------------------------------------------- shared embeddings
 
-class _Embeddings(nn.Module):
+class Embeddings(nn.Module):
     """Item embedding V (0 = padding), context embeddings and the optional user embedding (x_p)."""
 
     def __init__(self, m: CTRModel, item_dim: int):
@@ -235,9 +229,9 @@ class _DINNet(nn.Module):
     def __init__(self, m: "DIN"):
         super().__init__()
         d = m.dim
-        self.emb = _Embeddings(m, d)
+        self.emb = Embeddings(m, d)
         self.att = nn.Sequential(_mlp([4 * d, 80, 40]), nn.Linear(40, 1))
-        self.mlp = _head([self.emb.out_dim + 2 * d] + list(m.hidden), m.base_ctr)
+        self.mlp = mlp_head([self.emb.out_dim + 2 * d] + list(m.hidden), m.base_ctr)
 
     def forward(self, b, train=False):
         e = self.emb.item(b["seq"])                           # [B, L, d]
@@ -261,7 +255,7 @@ class _DMRNet(nn.Module):
         self.m = m
         d_e = m.dim * (2 if m.double_embedding else 1)
         d_p = d_h = m.dim
-        self.emb = _Embeddings(m, d_e)
+        self.emb = Embeddings(m, d_e)
         self.pos = nn.Embedding(m.max_len, d_p)
         # User-to-Item network (Eqs. 2-5)
         self.u_wp, self.u_we = nn.Linear(d_p, d_h, bias=False), nn.Linear(d_e, d_h)
@@ -274,7 +268,7 @@ class _DMRNet(nn.Module):
         self.i_wc, self.i_wp = nn.Linear(d_e, d_h, bias=False), nn.Linear(d_p, d_h, bias=False)
         self.i_we, self.i_z = nn.Linear(d_e, d_h), nn.Linear(d_h, 1, bias=False)
         n_in = self.emb.out_dim + 2 * d_e + (0 if m.no_u2i else 1) + (0 if m.no_i2i else 1)
-        self.mlp = _head([n_in] + list(m.hidden), m.base_ctr)
+        self.mlp = mlp_head([n_in] + list(m.hidden), m.base_ctr)
 
     def out_embedding(self, idx: torch.Tensor) -> torch.Tensor:
         return self.emb.item(idx) if self.v_out is None else self.v_out(idx)
@@ -340,9 +334,8 @@ class DMR(CTRModel):
     def factors(self, states):
         """itemrec / userrec from the User-to-Item network: (u of each state's last max_len behaviours, V′), so
         the score of (state, item) is the relevance r = uᵀv′ of Eq. 5 (what the auxiliary match loss trains)."""
-        if self.no_u2i:
-            raise ConfigError("dmr with no_u2i: true has no User-to-Item network (r = uᵀv′) to rank by; drop "
-                              "itemrec/userrec from the suite's tasks for this ablation")
+        if self.no_u2i:  # the spec's tasks_for keeps such a configuration out of ranking tasks
+            return None
         self.net.eval()
         seq = padded_sequences(states.hist_ptr, states.hist_item, self.max_len) + 1
         seq = np.where(seq <= self.n_items, seq, 0)
@@ -355,6 +348,15 @@ class DMR(CTRModel):
 
 
 # ------------------------------------------------------------------------------------------------- registration
+
+CTR_ONLY = {"score_kind": "probability", "offers": ("ctr_probabilities",), "requires": ("impressions",)}
+"""The spec fields every CTR-only model shares: click probabilities, trained on the split's impressions."""
+
+
+def dmr_tasks(params: dict) -> tuple[str, ...]:
+    """DMR ranks items by its User-to-Item relevance r = uᵀv′; the no_u2i ablation has none, so serves ctr only."""
+    return ("ctr",) if params.get("no_u2i") else ("ctr", "itemrec", "userrec")
+
 
 COMMON = (
     Param("dim", "int", 32, "item embedding size (DMR: 32)", low=1),
@@ -375,13 +377,14 @@ CROSS = (Param("cross_buckets", "int", 1 << 20, "hash buckets for behaviour × t
 
 @hookimpl
 def register_models(register):
-    register(ModelSpec(name="lr", factory=LR, tasks=("ctr",),
+    register(ModelSpec(name="lr", factory=LR, tasks=("ctr",), **CTR_ONLY,
                        description="logistic regression with behaviour × target cross features (DMR's LR baseline)",
                        params=COMMON + CROSS))
-    register(ModelSpec(name="din", factory=DIN, tasks=("ctr",), params=COMMON + (HIDDEN,),
+    register(ModelSpec(name="din", factory=DIN, tasks=("ctr",), **CTR_ONLY, params=COMMON + (HIDDEN,),
                        description="Deep Interest Network: target-attention pooling of the behaviour sequence + MLP"))
     register(ModelSpec(
-        name="dmr", factory=DMR, tasks=("ctr", "itemrec", "userrec"),
+        name="dmr", factory=DMR, tasks=("ctr", "itemrec", "userrec"), score_kind="logit",
+        offers=("ctr_probabilities", "factors"), requires=("impressions",), tasks_for=dmr_tasks,
         description="Deep Match to Rank: U2I (positional attention, output embedding V′, auxiliary NS loss) + "
                     "I2I relevance + MLP",
         params=COMMON + (HIDDEN,

@@ -45,13 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import hookimpl
-from harness.data import Interactions
-from harness.errors import DataError
-from harness.model import Model
-from harness.schema import Param
-from harness.specs import ModelSpec
-from harness.splits import UserStates, states_from_events
+from harness.plugin import DataError, hookimpl, Interactions, Model, ModelSpec, Param, states_from_events, UserStates
 
 N_RECENCY = 16   # floor(log2(1 + hours)) buckets 0..15 (15: >= ~1365 days); bucket 16: empty history
 N_FREQUENCY = 16  # floor(log2 |history|) buckets 0..15; bucket 16: empty history
@@ -63,7 +57,6 @@ def _segment_ids(ptr: np.ndarray) -> np.ndarray:
 
 
 class GCMC(Model):
-    score_kind = "intensity"
     name = "gcmc"
 
     def __init__(self, factors=64, epochs=10, lr=0.01, batch_size=1024, reg=0.03, neg_power=0.5, norm="sqrt",
@@ -125,8 +118,7 @@ class GCMC(Model):
         before them (a 30-day horizon on 30 days of training would leave no state to label)."""
         if self.period is not None:
             return float(self.period)
-        split = (ctx.extra or {}).get("split")
-        h = getattr(split, "info", {}).get("horizon_days") if split is not None else None
+        h = ctx.split_info.get("horizon_days")
         period = float(h) if h is not None and np.isfinite(h) and h > 0 else DEFAULT_PERIOD_DAYS
         span_days = float(train.time.max() - train.time.min()) / train.per_day if len(train.time) else 0.0
         return min(period, span_days / (self.n_periods + 1)) if span_days > 0 else period
@@ -245,13 +237,15 @@ _COMMON = (
 @hookimpl
 def register_models(register):
     register(ModelSpec(
-        name="gcmc", factory=GCMC, contracts=("pairwise",), default_loss="bpr",
+        name="gcmc", factory=GCMC, contracts=("pairwise",), default_loss="bpr", score_kind="intensity",
+        offers=("block_scores",),
         description="GCMC-CLV (RIM appendix B): graph-conv aggregation of each state's history + recency bias, "
                     "softplus scores, pairwise loss vs negative items and states ~ (count+1)^0.5, labels from one "
                     "held-out period",
         params=_COMMON))
     register(ModelSpec(
-        name="gcmc_ex", factory=GCMCEx, contracts=("pairwise",), default_loss="bpr",
+        name="gcmc_ex", factory=GCMCEx, contracts=("pairwise",), default_loss="bpr", score_kind="intensity",
+        offers=("block_scores",),
         description="GCMC-Ex (RIM appendix B): GCMC trained on n_periods stacked past periods for more labels",
         params=_COMMON + (Param("n_periods", "int", 4, "consecutive label periods before the end of training",
                                 low=1, high=1000),)))

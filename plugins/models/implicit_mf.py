@@ -11,9 +11,8 @@ implicit's own LMF does for users without events).
 `implicit` is optional (`pip install implicit==0.7.3`, or the `baselines` extra): it is imported in
 `fit`, so this module, the registry and `matchbench list` work without it.
 
-Threads: implicit's native code runs `num_threads` OpenMP threads; the harness passes
-`ctx.extra["num_threads"]` when set, else torch's thread count (the executor's share of the CPU per
-worker). BLAS is pinned to one thread around fitting: implicit calls BLAS from inside its own
+Threads: implicit's native code runs `num_threads` OpenMP threads: `ctx.threads`, the executor's share of
+the CPU per worker. BLAS is pinned to one thread around fitting: implicit calls BLAS from inside its own
 parallel loops, and a multi-threaded OpenBLAS there is many times slower (implicit warns about it).
 LMF draws its negatives from one RNG per thread, so its factors are reproducible per seed for a
 given thread count; ALS's do not depend on the thread count.
@@ -28,11 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import hookimpl
-from harness.errors import ConfigError
-from harness.model import FitContext, Model
-from harness.schema import Param
-from harness.specs import ModelSpec
+from harness.plugin import ConfigError, FitContext, hookimpl, Model, ModelSpec, Param
 
 INSTALL_HINT = 'pip install implicit==0.7.3 (or pip install -e ".[baselines]")'
 
@@ -58,14 +53,12 @@ def _numpy(m: Any) -> np.ndarray:
 
 
 def _threads(ctx: FitContext) -> int:
-    n = ctx.extra.get("num_threads")
-    return int(n) if n else max(1, torch.get_num_threads())
+    return max(1, int(ctx.threads))
 
 
 class _ImplicitMF(Model):
     """Fit an implicit model on the training counts; factors = (user rows of the states, items)."""
 
-    score_kind = "logit"
     name = "implicit"
 
     def _build(self, implicit, ctx: FitContext, threads: int):

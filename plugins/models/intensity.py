@@ -32,8 +32,7 @@ import scipy.optimize
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from harness.errors import ConfigError, DataError
-from harness.splits import UserStates
+from harness.plugin import ConfigError, DataError, UserStates
 
 POP_FLOOR = 0.01
 LOG_FLOOR = 1e-30
@@ -142,8 +141,7 @@ def fit_hawkes_tick(ptr, t, end, decays, onset: bool, C: float = 1e3, max_iter: 
 def _horizon_days(ctx, horizon: float | None) -> float:
     if horizon is not None:
         return float(horizon)
-    split = (getattr(ctx, "extra", None) or {}).get("split")
-    h = getattr(split, "info", {}).get("horizon_days") if split is not None else None
+    h = ctx.split_info.get("horizon_days")
     return float(h) if h is not None and np.isfinite(h) and h > 0 else 1.0
 
 
@@ -170,8 +168,7 @@ class HawkesPrior:
 
     # sequences of training users: data events after the first, relative to it, in horizons
     def _training_sequences(self, train, ctx):
-        split = (getattr(ctx, "extra", None) or {}).get("split")
-        t_end = getattr(split, "info", {}).get("train_end") if split is not None else None
+        t_end = ctx.split_info.get("train_end")
         t_end = float(train.time.max()) if t_end is None or not np.isfinite(t_end) else float(t_end)
         t_end = max(t_end, float(train.time.max()))
         order = train.order
@@ -255,8 +252,7 @@ class HawkesPoissonPrior(HawkesPrior):
         self.l2 = l2
 
     def fit(self, train, ctx) -> None:
-        split = (getattr(ctx, "extra", None) or {}).get("split")
-        calib = getattr(split, "calibration", None)
+        calib = ctx.calibration
         if calib is None or calib.n_states == 0:
             raise ConfigError("the Hawkes-Poisson prior (*_hp models) is calibrated on a calibration window, and this "
                               "split has none; use split temporal with `calibration: DAYS` (e.g. the horizon), or a "

@@ -20,11 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from harness import hookimpl
-from harness.errors import ConfigError
-from harness.model import Model
-from harness.schema import Param
-from harness.specs import ModelSpec
+from harness.plugin import ConfigError, hookimpl, Model, ModelSpec, Param
 
 INSTALL = "pip install rectools-lightfm==1.17.3"
 
@@ -39,7 +35,6 @@ def _lightfm_class():
 
 
 class LightFMModel(Model):
-    score_kind = "logit"
 
     def __init__(self, no_components=64, lightfm_loss="warp", learning_rate=0.05, item_alpha=0.0, user_alpha=0.0,
                  epochs=30, max_sampled=10, num_threads=1):

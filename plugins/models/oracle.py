@@ -9,20 +9,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness import hookimpl
-from harness.errors import ConfigError
-from harness.model import Model
-from harness.specs import ModelSpec
+from harness.plugin import ConfigError, hookimpl, Model, ModelSpec
 
 
 class Oracle(Model):
-    score_kind = "log_intensity"
 
     def fit(self, train, loss, ctx):
-        truth = getattr(ctx.dataset, "truth", None)
+        truth = ctx.truth
         if truth is None:
-            name = getattr(ctx.dataset, "name", "?")
-            raise ConfigError(f"model 'oracle' needs a dataset with known truth, and {name!r} has none; "
+            raise ConfigError("model 'oracle' needs a dataset with known truth, and this one has none; "
                               "use it with dataset 'synthetic' or remove it from this grid")
         self.truth = truth
 
@@ -35,5 +30,6 @@ class Oracle(Model):
 
 @hookimpl
 def register_models(register):
-    register(ModelSpec(name="oracle", factory=Oracle,
+    register(ModelSpec(name="oracle", factory=Oracle, score_kind="log_intensity", offers=("block_scores",),
+                       requires=("truth",),
                        description="true log λ(x,y) of the synthetic world (upper reference; synthetic only)"))

@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness import hookimpl
-from harness.model import Model
-from harness.specs import ModelSpec
+from harness.plugin import hookimpl, Model, ModelSpec
 
 
 class ItemPop(Model):
     """score(x, y) = number of training events of y (same for every user-state)."""
 
-    score_kind = "intensity"
 
     def fit(self, train, loss, ctx):
         self.counts = train.item_counts.astype(np.float32)
@@ -26,7 +23,6 @@ class ItemPop(Model):
 class UserPop(Model):
     """score(x, y) = length of x's history (same for every item): the activeness prior."""
 
-    score_kind = "intensity"
 
     def fit(self, train, loss, ctx):
         self.n_items = train.n_items
@@ -38,6 +34,6 @@ class UserPop(Model):
 
 @hookimpl
 def register_models(register):
-    register(ModelSpec(name="item_pop", factory=ItemPop, description="most popular items first (training counts)"))
-    register(ModelSpec(name="user_pop", factory=UserPop,
+    register(ModelSpec(name="item_pop", factory=ItemPop, score_kind="intensity", description="most popular items first (training counts)"))
+    register(ModelSpec(name="user_pop", factory=UserPop, score_kind="intensity",
                        description="most active user-states first (history length); itemrec ties broken by item id"))

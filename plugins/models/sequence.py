@@ -40,16 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from harness import hookimpl
-from harness.errors import ConfigError, DataError
-from harness.evaluate import hit_matrix
-from harness.model import Model
-from harness.ranking import topk_rows
-from harness.schema import Param
-from harness.specs import ModelSpec
-from harness.splits import UserStates
+from harness.plugin import ConfigError, DataError, hookimpl, Model, ModelSpec, Param, UserStates, validation_ndcg
 
-from plugins.metrics.ranking import ndcg
 
 from .intensity import HawkesPoissonPrior, HawkesPrior, PopPrior
 
@@ -168,10 +160,10 @@ class SASEncoder(nn.Module):
 class SequenceRecommender(Model):
     """p(y | x) = softmax(w_yᵀh(x) + b_y) from a GRU or self-attention encoder; scores log p(y | x)."""
 
-    score_kind = "logit"
 
-    def __init__(self, arch="gru", factors=64, hidden=128, max_len=50, n_layers=2, n_heads=2, dropout=0.3,
-                 epochs=15, lr=0.003, batch_size=32, weight_decay=0.0, block=2048, tied=True, stride=25, inner=256,
+    # dropout and lr have no default here: rnn and sasrec differ, and their Params (ARCHS) say which
+    def __init__(self, *, arch="gru", factors=64, hidden=128, max_len=50, n_layers=2, n_heads=2, dropout,
+                 epochs=15, lr, batch_size=32, weight_decay=0.0, block=2048, tied=True, stride=25, inner=256,
                  patience=10, bias=False):
         if arch not in ("gru", "sasrec"):
             raise ValueError(f"arch must be gru or sasrec, got {arch!r}")
@@ -264,28 +256,18 @@ class SequenceRecommender(Model):
     def _early_stopping_set(self, ctx):
         """The split's validation set when `patience` is set and the split has one (leave_one_out; temporal with
         valid: true), else None: a fixed number of epochs."""
-        split = ctx.extra.get("split")
-        return None if self.patience is None or split is None else split.valid
+        return None if self.patience is None else ctx.valid
 
     @torch.no_grad()
     def valid_ndcg(self, valid, k: int = 10) -> float:
-        """NDCG@k of the item ranking on a validation EvalSet, its excluded (seen) pairs masked, as the harness
-        evaluates itemrec (the same top-k engine); states without a remaining target are skipped."""
-        targets = valid.remaining_targets()
-        rows = np.flatnonzero(np.diff(targets.indptr) > 0)
-        if not len(rows):
-            return 0.0
+        """NDCG@k on a validation EvalSet, as the harness evaluates itemrec (`harness.plugin.validation_ndcg`)."""
         was_training = self.encoder.training
         self.encoder.eval()
-        h, _ = self.represent(valid.states, rows)
-        self.encoder.train(was_training)
-        exclude = None if valid.exclude is None else valid.exclude[rows]
-        top = topk_rows(lambda blk: h[torch.as_tensor(blk)] @ self.W.T + self.b, len(rows), self.n_items, k, exclude,
-                        block_size=self.block)
-        hits = torch.as_tensor(hit_matrix(top.index, targets[rows]), dtype=torch.float64)
-        hits = torch.nn.functional.pad(hits, (0, k - hits.shape[1]))
-        n_rel = torch.as_tensor(np.diff(targets[rows].indptr), dtype=torch.float64)
-        return float(ndcg(hits, n_rel, k).mean())
+        try:
+            return validation_ndcg(valid, lambda rows: self.represent(valid.states, rows)[0] @ self.W.T + self.b,
+                                   self.n_items, k, block_size=self.block)
+        finally:
+            self.encoder.train(was_training)
 
     def _train(self, train, ctx, valid=None):
         """Full-softmax next-item training; with a validation set, stops after `patience` epochs without a better
@@ -377,7 +359,6 @@ class SequenceRecommender(Model):
 class IntensityRecommender(SequenceRecommender):
     """λ(x, y) = λ(x)·p(y | x) (Eq. 5): a sequence model's p(y | x) times a user-intensity prior; scores log λ(x, y)."""
 
-    score_kind = "log_intensity"
 
     def __init__(self, prior="pop", **kw):
         prior_kw = {k: kw.pop(k) for k in list(kw) if k in _PRIOR_KEYS}
@@ -464,4 +445,5 @@ def register_models(register):
         for prior, (_, prior_params, pwhat) in PRIORS.items():
             register(ModelSpec(
                 name=f"{name}_{prior}", factory=_factory(name, prior), params=arch_params + prior_params,
+                score_kind="log_intensity", requires=("calibration",) if prior == "hp" else (),
                 description=f"RIM: log λ(x,y) = log λ(x) + log p(y|x) ({what}); {pwhat}"))

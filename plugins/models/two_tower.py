@@ -26,11 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from harness import hookimpl
-from harness.errors import ConfigError
-from harness.model import Model
-from harness.schema import Param
-from harness.specs import ModelSpec
+from harness.plugin import ConfigError, hookimpl, Model, ModelSpec, Param
 
 EXTRACTORS = ("none", "cnn", "gru", "lstm", "transformer")
 AGGREGATORS = ("mean", "last", "max", "attention")
@@ -130,7 +126,6 @@ class UserTower(nn.Module):
 # ------------------------------------------------------------------------------------------- model
 
 class TwoTower(Model):
-    score_kind = "logit"
 
     def __init__(self, dim=16, tau=0.2, max_len=20, batch_size=256, epochs=5, lr=0.005,
                  extractor="none", aggregator="mean", incremental=False, window_days=30.0, user_id=False):

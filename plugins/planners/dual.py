@@ -37,11 +37,8 @@ import time
 import numpy as np
 import torch
 
-from harness import hookimpl
-from harness.errors import ConfigError
-from harness.matching import CONSTRAINT_PARAMS, NEG, Constraints, Plan, Planner, PlanningScores, topk_assignment
-from harness.schema import Param
-from harness.specs import PlannerSpec
+from harness.plugin import (ConfigError, CONSTRAINT_PARAMS, Constraints, hookimpl, NEG, Param, Plan, Planner,
+                             PlannerSpec, PlanningScores, topk_assignment)
 
 MARGIN = 1e-3
 TOL_COUNT = 1e-3
@@ -190,7 +187,7 @@ def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None
                 v_hi_root = solve_columns(w_blocks, n_y, len(rows), beta_max, eps, iters, v_hi_root)
                 v_new += v_hi_root.clamp_min(0.0)
             v = (1 - g) * v + g * v_new
-            del cache
+            cache = None  # free the block before the next batch
         if log is not None:
             log(epoch, eps, v)
     info.update({"epochs": epochs, "n_batches": n_batches, "gamma": g, "epsilon": eps, "fit_s": time.time() - t0,

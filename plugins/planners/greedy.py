@@ -24,11 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from harness import hookimpl
-from harness.errors import ConfigError
-from harness.matching import CONSTRAINT_PARAMS, NEG, Constraints, Plan, Planner, PlanningScores
-from harness.schema import Param
-from harness.specs import PlannerSpec
+from harness.plugin import (ConfigError, CONSTRAINT_PARAMS, Constraints, hookimpl, NEG, Param, Plan, Planner,
+                             PlannerSpec, PlanningScores)
 
 
 def _group_rank(keys: np.ndarray):

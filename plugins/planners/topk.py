@@ -2,9 +2,7 @@
 constrained (the unconstrained ItemRec end of RIM's Figure 4; beta is only measured)."""
 from __future__ import annotations
 
-from harness import hookimpl
-from harness.matching import ALPHA, Constraints, Plan, Planner, PlanningScores, topk_assignment
-from harness.specs import PlannerSpec
+from harness.plugin import ALPHA, Constraints, hookimpl, Plan, Planner, PlannerSpec, PlanningScores, topk_assignment
 
 
 class TopK(Planner):

@@ -31,15 +31,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from harness import hookimpl
-from harness.ctr import ImpressionRows
-from harness.data import Interactions
-from harness.errors import DataError
-from harness.schema import Param
-from harness.specs import SplitSpec
-from harness.splits import EvalSet, SplitData, UserStates, csr_ranges, states_from_events
+from harness.plugin import (csr_ranges, DataError, EvalSet, hookimpl, ImpressionRows, Interactions, Param, Split,
+                            SplitData, SplitSpec, states_from_events, summary, time_bounds, users_with_history,
+                            UserStates)
 
-from .temporal import summary, time_bounds, users_with_history
+
 
 
 def before_index(events: Interactions, users: np.ndarray, times: np.ndarray, max_len: int):
@@ -69,7 +65,7 @@ def impression_rows(x: Interactions, rows: np.ndarray, label: np.ndarray, behavi
     return out
 
 
-class ImpressionsSplit:
+class ImpressionsSplit(Split):
     def __init__(self, test_days: float = 1.0, cut: float | None = None, max_len: int = 50,
                  impression_events: list | None = None, click_events: list | None = None,
                  behaviour_events: list | None = None, context: list | None = None, test_users: float = 0.2):
@@ -190,7 +186,7 @@ def _clip(rows: ImpressionRows, max_len: int) -> dict:
 @hookimpl
 def register_splits(register):
     register(SplitSpec(
-        name="impressions", factory=ImpressionsSplit,
+        name="impressions", factory=ImpressionsSplit, provides=("impressions",),
         description="CTR rows (user, behaviour before the impression, target item, context, click); last days test",
         params=(
             Param("test_days", "float", 1.0, "the last test_days days of impressions are the test rows", low=1e-9),

@@ -18,14 +18,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from harness import hookimpl
-from harness.data import Dataset, Interactions
-from harness.errors import DataError
-from harness.schema import Param
-from harness.specs import SplitSpec
-from harness.splits import EvalSet, SplitData, UserStates, csr_ranges, require_nonempty
+from harness.plugin import (csr_ranges, DataError, Dataset, EvalSet, hookimpl, Interactions, Param, require_nonempty,
+                            Split, SplitData, SplitSpec, summary, time_bounds, UserStates)
 
-from .temporal import summary, time_bounds
+
 
 
 def _loo_set(x: Interactions, users: np.ndarray, starts: np.ndarray, target_pos: np.ndarray, name: str) -> EvalSet:
@@ -49,7 +45,7 @@ def _loo_set(x: Interactions, users: np.ndarray, starts: np.ndarray, target_pos:
     return EvalSet(states=states, targets=targets, exclude=states.history_matrix(x.n_items), name=name)
 
 
-class LeaveOneOutSplit:
+class LeaveOneOutSplit(Split):
     def __init__(self, min_events: int = 3):
         self.min_events = int(min_events)
 
@@ -81,6 +77,6 @@ class LeaveOneOutSplit:
 @hookimpl
 def register_splits(register):
     register(SplitSpec(
-        name="leave_one_out", factory=LeaveOneOutSplit,
+        name="leave_one_out", factory=LeaveOneOutSplit, provides=("valid",),
         description="per user: last event = test target, second-last = validation target, rest = train (SASRec)",
         params=(Param("min_events", "int", 3, "users with fewer events are train-only (no state)", low=3),)))

@@ -18,14 +18,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from harness import hookimpl
-from harness.data import Dataset, Interactions
-from harness.errors import DataError
-from harness.schema import Param
-from harness.specs import SplitSpec
-from harness.splits import EvalSet, SplitData, UserStates, require_nonempty, states_from_events
+from harness.plugin import (DataError, Dataset, EvalSet, fmt_time, hookimpl, Interactions, Param, require_nonempty,
+                            Split, SplitData, SplitSpec, states_from_events, summary, time_bounds,
+                            users_with_history, UserStates, window_end)
 
-from .temporal import fmt_time, summary, time_bounds, users_with_history, window_end
+
 
 
 def min_count_core(x: Interactions, min_count: int) -> Interactions:
@@ -53,7 +50,7 @@ def _concat(sets: list[EvalSet], name: str) -> EvalSet:
                    exclude=sp.vstack([e.exclude for e in sets]).tocsr(), name=name)
 
 
-class NextNDaySplit:
+class NextNDaySplit(Split):
     def __init__(self, n: float = 30.0, n_cuts: int = 1, min_count: int = 3):
         self.n, self.n_cuts, self.min_count = float(n), int(n_cuts), int(min_count)
 
@@ -105,7 +102,7 @@ class NextNDaySplit:
 @hookimpl
 def register_splits(register):
     register(SplitSpec(
-        name="next_n_day", factory=NextNDaySplit,
+        name="next_n_day", factory=NextNDaySplit, provides=("valid",),
         description="UniMatch pseudo-users: (history before day t, items in [t, t+n)) at the last n_cuts cuts",
         params=(
             Param("n", "float", 30.0, "window length in days", low=1e-9),

@@ -16,65 +16,19 @@ Options:
 - `valid`: a validation EvalSet with cut T - horizon and window [T - horizon, T). Its targets are
   training events unless `calibration >= horizon` (then train stops at T - calibration and the
   validation window is held out too); use it for model selection / early stopping with that in mind.
-
-The helpers below are shared by the other split plugins.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from harness import hookimpl
-from harness.data import Dataset, Interactions
-from harness.errors import DataError
-from harness.schema import Param
-from harness.specs import SplitSpec
-from harness.splits import EvalSet, SplitData, require_nonempty, states_from_events
-
-
-# ------------------------------------------------------------------------------------------- shared helpers
-
-def time_bounds(x: Interactions, split: str) -> tuple[float, float]:
-    """(first, last) event time; a DataError for an empty log."""
-    if len(x) == 0:
-        raise DataError(f"{split}: the dataset has no events; check the dataset's filters or files")
-    return float(x.time.min()), float(x.time.max())
-
-
-def window_end(start: float, length: float | None, t_max: float) -> float:
-    """End of the window [start, start + length); +inf ("to the end, last event included") when the
-    window reaches the last event or `length` is None."""
-    if length is None or start + length >= t_max:
-        return float("inf")
-    return float(start + length)
-
-
-def users_with_history(x: Interactions, cut: float, min_history: int = 1,
-                       among: np.ndarray | None = None) -> np.ndarray:
-    """Sorted users with at least `min_history` events before `cut` (optionally only those in `among`)."""
-    counts = np.bincount(x.user[x.time < cut], minlength=x.n_users)
-    users = np.flatnonzero(counts >= max(1, min_history))
-    if among is not None:
-        users = np.intersect1d(users, among)
-    return users.astype(np.int64)
-
-
-def summary(ev: EvalSet | None, prefix: str = "") -> dict:
-    """n_states, n_target_pairs, n_states_without_target (and mean history length) of an eval set."""
-    if ev is None:
-        return {}
-    n_t = np.diff(ev.targets.indptr)
-    return {f"{prefix}n_states": int(ev.n_states), f"{prefix}n_target_pairs": int(ev.targets.nnz),
-            f"{prefix}n_states_without_target": int((n_t == 0).sum()),
-            f"{prefix}mean_history": float(ev.states.lengths.mean()) if ev.n_states else 0.0}
-
-
-def fmt_time(t: float) -> str:
-    return "end" if np.isinf(t) else f"{t:g}"
+from harness.plugin import (DataError, Dataset, EvalSet, hookimpl, Interactions, Param, require_nonempty, Split,
+                            SplitData, SplitSpec, states_from_events, summary, time_bounds, users_with_history,
+                            window_end)
 
 
 # ------------------------------------------------------------------------------------------- the split
 
-class TemporalSplit:
+class TemporalSplit(Split):
     def __init__(self, horizon: float = 7.0, cut: float | None = None, calibration: float = 0.0,
                  valid: bool = False):
         self.horizon, self.cut, self.calibration, self.valid = float(horizon), cut, float(calibration), bool(valid)
@@ -136,7 +90,8 @@ class TemporalSplit:
 @hookimpl
 def register_splits(register):
     register(SplitSpec(
-        name="temporal", factory=TemporalSplit,
+        name="temporal", factory=TemporalSplit, provides=("valid", "calibration"),
+        provides_for=lambda p: (("valid",) if p["valid"] else ()) + (("calibration",) if p["calibration"] else ()),
         description="train before T, targets in [T, T+horizon) for every user with history (RIM, UniMatch)",
         params=(
             Param("horizon", "float", 7.0, "target window length in days", low=1e-9),

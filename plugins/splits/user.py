@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import hookimpl
-from harness.data import Dataset
-from harness.errors import ConfigError, DataError
-from harness.schema import Param
-from harness.specs import SplitSpec
-from harness.splits import SplitData, require_nonempty, states_from_events
-
-from .temporal import fmt_time, summary, time_bounds, users_with_history, window_end
+from harness.plugin import (ConfigError, DataError, Dataset, fmt_time, hookimpl, Param, require_nonempty, Split,
+                            SplitData, SplitSpec, states_from_events, summary, time_bounds, users_with_history,
+                            window_end)
 
 
-class UserSplit:
+
+
+class UserSplit(Split):
     def __init__(self, test_fraction: float = 0.5, horizon: float | None = 7.0, cut: str = "median_span",
                  min_history: int = 1, calibration: bool = False):
         self.calibration = bool(calibration)
@@ -102,7 +99,8 @@ class UserSplit:
 @hookimpl
 def register_splits(register):
     register(SplitSpec(
-        name="user", factory=UserSplit,
+        name="user", factory=UserSplit, provides=("calibration",),
+        provides_for=lambda p: ("calibration",) if p["calibration"] else (),
         description="hold out a random user group; their history before a common cut is input, the window after it "
                     "the target (RIM on ML-1M / Yoochoose)",
         params=(

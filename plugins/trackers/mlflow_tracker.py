@@ -21,10 +21,7 @@ from typing import Any, Callable, TypeVar
 import pandas as pd
 import yaml
 
-from harness import hookimpl
-from harness.schema import Param
-from harness.specs import TrackerSpec
-from harness.tracking import CellRecord, Tracker
+from harness.plugin import CellRecord, hookimpl, Param, Tracker, TrackerSpec
 
 T = TypeVar("T")
 

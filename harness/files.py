@@ -1,5 +1,6 @@
-"""What the file-backed dataset plugins share: where their files are, checksums, a strict table reader
-that names the file, line and expected format of the first bad row, and the common filters.
+"""Reading raw data files, for dataset plugins (public through `harness.plugin`): where their files are,
+checksums, a strict table reader that names the file, line and expected format of the first bad row, and the
+common filters.
 
 Where a dataset's files are, when no `path` is given (one mechanism for every loader):
 
@@ -21,11 +22,11 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from harness.cache import raw_dir, sha256_file
-from harness.data import Dataset, filter_events, filter_params, from_events
-from harness.errors import DataError
+from .cache import raw_dir, sha256_file
+from .data import Dataset, filter_events, filter_params, from_events
+from .errors import DataError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV = "MATCHBENCH_DATA"
 FILTER_PARAMS = filter_params()
 FILTER_NAMES = tuple(p.name for p in FILTER_PARAMS)
