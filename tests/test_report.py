@@ -1,5 +1,5 @@
 """The report writer and results tables, on a hand-made in-memory tracker (no MLflow) and once end to end
-through the MLflow tracker."""
+through the MLflow tracker; the labels the suite gives a cell, written as run tags and read back by the report."""
 import json
 import time
 
@@ -44,6 +44,7 @@ def fake(tmp_path):
             rid = f"{model}-{factors}-{seed}"
             row = {"run_id": rid, "run_name": f"{method} · synthetic · temporal · seed {seed}", "status": "FINISHED",
                    "config_hash": rid, "wall_time": 1.5 + seed, "reason": None, "error": None,
+                   "tags.matchbench.method": method, "tags.matchbench.dataset_label": "synthetic",
                    "params.model": model, "params.dataset": "synthetic", "params.split": "temporal",
                    "params.loss": "bpr" if model == "bpr" else "none", "params.seed": str(seed),
                    "params.dataset.n_users": "100", "params.split.info.n_train": str(900 + seed),
@@ -70,7 +71,8 @@ def fake(tmp_path):
             rows.append(row)
     rows.append({"run_id": "skip", "run_name": "bpr · synthetic · seed 0 (bce)", "status": "SKIPPED",
                  "config_hash": "skip", "wall_time": 0.0, "reason": "loss 'bce' is pointwise; bpr accepts pairwise",
-                 "error": None, "params.model": "bpr", "params.dataset": "synthetic", "params.seed": "0",
+                 "error": None, "tags.matchbench.method": "bpr", "params.model": "bpr", "params.dataset": "synthetic",
+                 "params.seed": "0",
                  "params.loss": "bce"})
     rows.append({"run_id": "fail", "run_name": "broken · synthetic · seed 0", "status": "FAILED",
                  "config_hash": "fail", "wall_time": 0.2, "reason": None,
@@ -216,10 +218,10 @@ def test_configs_the_suite_no_longer_has_are_left_out(tmp_path):
     runs = [{"run_id": f"r{n}", "run_name": f"rnn · seed {n}", "status": "FINISHED", "config_hash": h,
              "wall_time": 1.0, "reason": None, "error": None, "start_time": 1000 + n, "params.model": "rnn",
              "params.model.epochs": e, "params.dataset": "d", "params.split": "s", "params.loss": "none",
-             "params.seed": "0", "metrics.itemrec/ndcg_10": v}
-            for n, (h, e, v) in enumerate((("old", "20", 0.1), ("new", "15", 0.3)))]
+             "params.seed": "0", "metrics.itemrec/ndcg_10": v, "tags.matchbench.method": label}
+            for n, (h, e, v, label) in enumerate((("old", "20", 0.1, "rnn(epochs=20)"), ("new", "15", 0.3, "rnn")))]
     tracker = FakeTracker(pd.DataFrame(runs), {}, {})
-    assert set(results_table(tracker, "fake").method) == {"rnn(epochs=15)", "rnn(epochs=20)"}
+    assert set(results_table(tracker, "fake").method) == {"rnn", "rnn(epochs=20)"}
     table = results_table(tracker, "fake", configs=["new"])
     assert list(table.method.unique()) == ["rnn"] and table["mean"].iloc[0] == 0.3
     text = write_report(tracker, "fake", tmp_path, configs=["new"]).read_text()
@@ -252,3 +254,57 @@ def test_metric_directions_come_from_the_cells_tag(tmp_path):
                                   planners=[{"name": "topk"}]), reg).cells[0]
     d = metric_directions(cell, reg)
     assert d["recall"] == 1 and d["popularity"] == 0 and d["delivered_share"] == 0 and "logloss" not in d
+
+
+def test_the_report_reads_labels_from_the_run_tags(tmp_path):
+    """The suite names a cell's method and data once; the report shows the tags, whatever the params suggest.
+    Runs recorded without the tags fall back to the model and dataset names."""
+    runs = []
+    for seed in range(2):
+        for model, factors, tag, v in (("bpr", "64", "X", 0.3), ("bpr", "8", "Y · bce", 0.2),
+                                       ("item_pop", None, None, 0.1)):
+            row = {"run_id": f"{model}{factors}{seed}", "run_name": f"{model} {factors} {seed}", "status": "FINISHED",
+                   "config_hash": f"{model}{factors}{seed}", "wall_time": 1.0, "params.model": model,
+                   "params.model.factors": factors, "params.dataset": "synthetic", "params.split": "temporal",
+                   "params.loss": "bpr", "params.seed": str(seed), "metrics.itemrec/ndcg_10": v + 0.01 * seed}
+            if tag:
+                row.update({"tags.matchbench.method": tag,
+                            "tags.matchbench.dataset_label": "synthetic / temporal(h=7)"})
+            runs.append(row)
+    tracker = FakeTracker(pd.DataFrame(runs), {}, {})
+    table = results_table(tracker, "fake")
+    assert set(zip(table.method, table.dataset)) == {("X", "synthetic / temporal(h=7)"), ("item_pop", "synthetic"),
+                                                      ("Y · bce", "synthetic / temporal(h=7)")}
+    md = write_report(tracker, "fake", tmp_path).read_text()
+    assert "| X |  | **0.3050 ± 0.0071** |" in md and "| item_pop | 0.1050 ± 0.0071 |  |" in md
+    assert "factors=" not in md
+    # given the suite, its labels win for its configurations (tags recorded under an older grid, or none)
+    labels = {f"bpr64{seed}": {"method": "bpr(factors=64)", "data": "synthetic"} for seed in range(2)}
+    table = results_table(tracker, "fake", labels=labels)
+    assert set(zip(table.method, table.dataset)) == {("bpr(factors=64)", "synthetic"), ("item_pop", "synthetic"),
+                                                      ("Y · bce", "synthetic / temporal(h=7)")}
+
+
+def test_the_suite_labels_reach_the_run_tags():
+    """Labels are computed at suite expansion: the loss names the method only where its model runs with several
+    losses; the split joins the dataset label only where it varies. The runner writes them as the run's tags."""
+    from conftest import tiny_suite
+    from harness.registry import Registry
+    from harness.runner import run_cell
+    from harness.suite import build_suite
+
+    reg = Registry.load()
+    s = build_suite(tiny_suite(split={"name": "temporal", "horizon": [7, 10]}, losses=["bpr", "bce", "infonce"],
+                               models=[{"name": "item_pop", "label": "Pop"}, {"name": "bpr", "factors": [4, 8]}]), reg)
+    labels = {(c.labels["method"], c.labels["data"]) for c in s.cells}
+    assert ("Pop", "synthetic / temporal(horizon=7.0)") in labels
+    assert ("bpr(factors=8) · bce", "synthetic / temporal(horizon=10.0)") in labels
+    assert {c.run_name for c in s.cells if c.model.name == "item_pop"} == {"Pop · synthetic · temporal · seed 0"}
+    skipped = next(c for c in s.cells if c.skip_reason and c.model.params["factors"] == 4)
+    tags = run_cell(skipped, reg).tags  # a skipped cell is recorded with its labels, without training
+    assert tags["matchbench.method"] == "bpr(factors=4) · infonce"
+    assert tags["matchbench.dataset_label"] == skipped.labels["data"]
+    assert skipped.labels["data"] in ("synthetic / temporal(horizon=7.0)", "synthetic / temporal(horizon=10.0)")
+    one = build_suite(tiny_suite(losses=["bpr", "infonce"]), reg)  # one loss runs: it does not tell methods apart
+    assert {c.labels["method"] for c in one.cells} == {"item_pop", "user_pop", "bpr"}
+    assert {c.labels["data"] for c in one.cells} == {"synthetic"}

@@ -1,8 +1,8 @@
 """Paper-shaped views of a suite's results, asked for in the suite's `report:` block.
 
 The generic report has one wide table per task; papers compare methods in other shapes. Each view reads the
-same aggregated results (`report.results_table`: task, method, dataset, metric, mean, std, n_seeds), so any
-suite can ask for any of them:
+same aggregated results (`results_table`: task, method, dataset, metric, mean, std, n_seeds), so any suite can
+ask for any of them:
 
     report:
       tables:   [{title: ..., metric: ctr/auc, baseline: LR, rows: [LR, DIN, DMR]}]   # value and RI per dataset
@@ -23,11 +23,15 @@ suite can ask for any of them:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..tracking import Tracker
+from .plots import curve, first_seed, plot_curves, pyplot, safe_name, wrap
 
 VIEW_KEYS = {"tables": ("metric", "baseline"), "scatter": ("x", "y"), "fronts": ("x", "y"),
              "curves": ("method", "metrics")}
@@ -54,25 +58,6 @@ def check(report: dict[str, Any]) -> list[str]:
 def _split(metric: str) -> tuple[str, str]:
     task, _, name = metric.partition("/")
     return task, name
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "x"
-
-
-def _wrap(text: str, width: int = 70) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width))
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # --------------------------------------------------------------------------- relative-improvement table
@@ -109,13 +94,14 @@ def relative_table(agg: pd.DataFrame, metric: str, baseline: str, rows: list[str
 
 # --------------------------------------------------------------------------- scatter: one point per method
 def scatter(agg: pd.DataFrame, x: str, y: str, path: Path, title: str | None = None) -> Path | None:
+    """One panel per dataset: each method at (mean x, mean y) with ± std bars."""
     (tx, mx), (ty, my) = _split(x), _split(y)
     a = agg[(agg["task"] == tx) & (agg["metric"] == mx)].set_index(["dataset", "method"])
     b = agg[(agg["task"] == ty) & (agg["metric"] == my)].set_index(["dataset", "method"])
-    both = a.join(b, lsuffix="_x", rsuffix="_y", how="inner").reset_index()
+    both = a.merge(b, left_index=True, right_index=True, how="inner", suffixes=("_x", "_y")).reset_index()
     if both.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     datasets = sorted(both["dataset"].unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.5), squeeze=False)
     for ax, d in zip(axes[0], datasets):
@@ -129,7 +115,7 @@ def scatter(agg: pd.DataFrame, x: str, y: str, path: Path, title: str | None = N
         ax.set_title(d)
         ax.grid(alpha=0.3)
     if title:
-        fig.suptitle(_wrap(title, 110), fontsize=10)
+        fig.suptitle(wrap(title, 110), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -162,7 +148,7 @@ def fronts(agg: pd.DataFrame, x: str, y: str, path: Path, methods: list[str] | N
     pts = front_points(agg, x, y, methods)
     if pts.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     datasets, families = sorted(pts["dataset"].unique()), sorted(pts["family"].unique())
     fig, axes = plt.subplots(len(datasets), len(families), figsize=(4.2 * len(families), 3.6 * len(datasets)),
                              squeeze=False)
@@ -179,7 +165,7 @@ def fronts(agg: pd.DataFrame, x: str, y: str, path: Path, methods: list[str] | N
     handles = [plt.Line2D([], [], color=col, marker="o", label=m) for m, col in colours.items()]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     if title:
-        fig.suptitle(_wrap(title + " (points: beta; left to right as beta grows)", 130), fontsize=10)
+        fig.suptitle(wrap(title + " (points: beta; left to right as beta grows)", 130), fontsize=10)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) // 6), 1, 0.95))
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -187,43 +173,24 @@ def fronts(agg: pd.DataFrame, x: str, y: str, path: Path, methods: list[str] | N
 
 
 # --------------------------------------------------------------------------- several curves of one method
-def curves(df: pd.DataFrame, tracker: Any, method: str, metrics: list[str], path_of, title: str | None = None
-           ) -> list[tuple[str, Path]]:
+def curves(df: pd.DataFrame, tracker: Tracker, method: str, metrics: list[str], path_of: Callable[[str], Path],
+           title: str | None = None) -> list[tuple[str, Path]]:
     """One plot per dataset: the training curves `metrics` of `method` (its first seed)."""
     fin = df[(df["status"] == "FINISHED") & (df["_method"] == method)]
     if fin.empty:
         return []
-    plt = _plt()
+    seed = first_seed(fin)
     out = []
-    seed = sorted(fin["_seed"].unique(), key=lambda s: (s != "0", s))[0]
     for dataset, group in fin[fin["_seed"] == seed].groupby("_dataset", sort=True):
         run_id = group["run_id"].iloc[0]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        drawn = 0
-        for name in metrics:
-            try:
-                pts = tracker.curve(run_id, name)
-            except NotImplementedError:
-                pts = []
-            if pts:
-                steps, values = zip(*sorted(pts))
-                ax.plot(steps, values, label=name)
-                drawn += 1
-        if drawn:
-            ax.set_xlabel("step")
-            ax.set_ylabel("training loss")
-            ax.set_title(_wrap(f"{title or method} · {dataset} · seed {seed}"), fontsize=8)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = path_of(f"{method}_{dataset}")
-            fig.savefig(path, dpi=100)
+        path = plot_curves([(name, curve(tracker, run_id, name)) for name in metrics], path_of(f"{method}_{dataset}"),
+                           f"{title or method} · {dataset} · seed {seed}", "step", "training loss")
+        if path is not None:
             out.append((f"{title or method} — {dataset} (seed {seed})", path))
-        plt.close(fig)
     return out
 
 
-def render(views: dict[str, Any], agg: pd.DataFrame, df: pd.DataFrame, tracker: Any, folder: Path, out_dir: Path
+def render(views: dict[str, Any], agg: pd.DataFrame, df: pd.DataFrame, tracker: Tracker, folder: Path, out_dir: Path
            ) -> str:
     """Markdown for every view the suite asked for (PNG files written into `folder`)."""
     buf = []
@@ -232,15 +199,15 @@ def render(views: dict[str, Any], agg: pd.DataFrame, df: pd.DataFrame, tracker: 
     figs: list[tuple[str, Path | None]] = []
     for n, s in enumerate(views.get("scatter") or []):
         title = s.get("title") or f"{s['y']} against {s['x']}"
-        figs.append((title, scatter(agg, s["x"], s["y"], folder / f"scatter_{n}_{_safe(s['x'])}_{_safe(s['y'])}.png",
-                                    s.get("title"))))
+        path = folder / f"scatter_{n}_{safe_name(s['x'])}_{safe_name(s['y'])}.png"
+        figs.append((title, scatter(agg, s["x"], s["y"], path, s.get("title"))))
     for n, f in enumerate(views.get("fronts") or []):
         title = f.get("title") or f"matching: {f['y']} against {f['x']} over beta"
-        figs.append((title, fronts(agg, f["x"], f["y"], folder / f"front_{n}_{_safe(f['x'])}_{_safe(f['y'])}.png",
-                                   f.get("methods"), f.get("title"))))
+        path = folder / f"front_{n}_{safe_name(f['x'])}_{safe_name(f['y'])}.png"
+        figs.append((title, fronts(agg, f["x"], f["y"], path, f.get("methods"), f.get("title"))))
     for n, c in enumerate(views.get("curves") or []):
         figs += curves(df, tracker, c["method"], list(c["metrics"]),
-                       lambda stem, n=n: folder / f"curves_{n}_{_safe(stem)}.png", c.get("title"))
+                       lambda stem, n=n: folder / f"curves_{n}_{safe_name(stem)}.png", c.get("title"))
     for title, path in figs:
         if path is None:
             buf.append(f"### {title}\n\n_No results to plot._\n\n")
