@@ -6,10 +6,12 @@ per-candidate retrieval counts at k and a per-candidate weight (popularity or ac
 """
 from __future__ import annotations
 
+from math import log2
+
 import numpy as np
 import torch
 
-from harness.plugin import hookimpl, MetricSpec
+from harness.plugin import MetricCase, MetricSpec, hookimpl
 
 
 def _found(hits, k):
@@ -81,19 +83,50 @@ PER_QUERY = {
 }
 
 
+# Hand-computed cases the conformance kit checks each metric against (harness.testing).
+# Per-query: three queries ranked to depth 4, cut at k = 3 (the rank-4 hits must not count):
+#   query 0: hits [1, 0, 1, 0], 2 relevant;  query 1: [0, 1, 0, 1], 5 relevant;  query 2: [0, 0, 0, 1], 1 relevant.
+# Found in the top 3: 2, 1, 0. First hit at rank 1, 2, none.
+HITS, N_REL, K = ((1, 0, 1, 0), (0, 1, 0, 1), (0, 0, 0, 1)), (2, 5, 1), 3
+EXAMPLES = {
+    "recall": (2 / 2, 1 / 5, 0 / 1),                       # found / relevant
+    "recall_capped": (2 / min(2, 3), 1 / min(5, 3), 0.0),  # found / min(relevant, k) = 1, 1/3, 0
+    "precision": (2 / 3, 1 / 3, 0 / 3),                    # found / k
+    "hit": (1.0, 1.0, 0.0),                                # any found
+    "mrr": (1 / 1, 1 / 2, 0.0),                            # 1 / rank of the first hit within k
+    "ndcg": (
+        # DCG = 1/log2(1+1) + 1/log2(3+1) = 1 + 1/2; ideal DCG of min(2, 3) = 2 hits = 1 + 1/log2(3)
+        (1 + 1 / 2) / (1 + 1 / log2(3)),
+        # DCG = 1/log2(2+1); ideal DCG of min(5, 3) = 3 hits = 1 + 1/log2(3) + 1/log2(4)
+        (1 / log2(3)) / (1 + 1 / log2(3) + 1 / 2),
+        0.0),
+}
+# Set metrics: five candidates retrieved 2, 0, 1, 0, 2 times (5 retrievals) with weights 10, 50, 4, 7, 1.
+COUNTS, WEIGHT = (2, 0, 1, 0, 2), (10.0, 50.0, 4.0, 7.0, 1.0)
+COVERAGE = MetricCase(expected=3 / 5, counts=COUNTS, weight=WEIGHT)          # candidates 0, 2, 4 of 5
+MEAN_WEIGHT = MetricCase(expected=(2 * 10 + 1 * 4 + 2 * 1) / 5, counts=COUNTS, weight=WEIGHT)  # 26 / 5 = 5.2
+# retrieved weights, each retrieval once, sorted: 1, 1, 4, 10, 10 -> the 3rd of 5 is 4
+MEDIAN_WEIGHT = MetricCase(expected=4.0, counts=COUNTS, weight=WEIGHT)
+
+
 @hookimpl
 def register_metrics(register):
     for name, (fn, doc) in PER_QUERY.items():
-        register(MetricSpec(name=name, factory=lambda fn=fn: fn, description=doc))
-    register(MetricSpec(name="coverage", factory=lambda: coverage, per_query=False,
+        register(MetricSpec(name=name, factory=lambda fn=fn: fn, description=doc,
+                            example=MetricCase(expected=EXAMPLES[name], hits=HITS, n_rel=N_REL, k=K)))
+    register(MetricSpec(name="coverage", factory=lambda: coverage, per_query=False, example=COVERAGE,
                         description="catalogue coverage@K: share of candidates retrieved for anyone"))
     register(MetricSpec(name="popularity", factory=lambda: mean_weight, per_query=False, tasks=("itemrec",),
-                        direction=0, description="mean training popularity (event count) of retrieved items"))
+                        direction=0, example=MEAN_WEIGHT,
+                        description="mean training popularity (event count) of retrieved items"))
     register(MetricSpec(name="activeness", factory=lambda: mean_weight, per_query=False, tasks=("userrec",),
-                        direction=0, description="mean activeness (history length) of retrieved user-states"))
+                        direction=0, example=MEAN_WEIGHT,
+                        description="mean activeness (history length) of retrieved user-states"))
     register(MetricSpec(name="popularity_median", factory=lambda: median_weight, per_query=False,
-                        tasks=("itemrec",), direction=0, description="median training popularity of retrieved items (UniMatch Table XI)"))
+                        tasks=("itemrec",), direction=0, example=MEDIAN_WEIGHT,
+                        description="median training popularity of retrieved items (UniMatch Table XI)"))
     register(MetricSpec(name="activeness_median", factory=lambda: median_weight, per_query=False,
-                        tasks=("userrec",), direction=0, description="median activeness of retrieved user-states (UniMatch Table XI)"))
+                        tasks=("userrec",), direction=0, example=MEDIAN_WEIGHT,
+                        description="median activeness of retrieved user-states (UniMatch Table XI)"))
 
 
