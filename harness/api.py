@@ -17,6 +17,8 @@ from .registry import Registry
 from .runner import make_tracker, run_suite
 from .suite import Suite, load_suite
 
+__all__ = ["Registry", "plugin", "results", "run", "suite"]
+
 SUITES_DIR = Path("suites")
 
 
@@ -53,11 +55,11 @@ def run(suite_: str | Path | dict, registry: Registry | None = None, jobs: int =
 
 def results(suite_: str | Path | dict, registry: Registry | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
     """The aggregated results table (mean/std over seeds) of a suite, read from the tracker."""
-    from .report import results_table
+    from .report import results_table, suite_labels
 
     registry = registry or Registry.load()
     s = suite(suite_, registry)
-    return results_table(make_tracker(registry, s, tracking_uri), s.name, s.config_hashes)
+    return results_table(make_tracker(registry, s, tracking_uri), s.name, s.config_hashes, suite_labels(s))
 
 
 def plugin(kind: str, name: str, registry: Registry | None = None, **params: Any) -> Any:

@@ -107,7 +107,7 @@ def cmd_run(args) -> int:
     con = Console(stderr=True, highlight=False)
     reg = Registry.load()
     s = api.suite(args.suite, reg)
-    jobs = args.jobs or int(s.raw.get("jobs", 1))
+    jobs = args.jobs or s.jobs
     if args.dry_run:
         for c in s.cells:
             con.print(f"  {c.config_hash}  {c.run_name}" + (f"  [yellow]skipped: {c.skip_reason}[/yellow]" if c.skip_reason else ""))
@@ -167,7 +167,7 @@ def cmd_results(args) -> int:
     s = api.suite(args.suite, reg)
     tracker = make_tracker(reg, s, args.tracking_uri)
     fn = {"md": report.results_markdown, "csv": report.results_csv, "json": report.results_json}[args.format]
-    print(fn(tracker, s.name, configs=s.config_hashes))
+    print(fn(tracker, s.name, configs=s.config_hashes, labels=report.suite_labels(s)))
     return 0
 
 

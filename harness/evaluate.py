@@ -166,6 +166,41 @@ def score_rankings(index: np.ndarray, truth: sp.csr_matrix, cutoffs: list[int], 
     return out, values
 
 
+@dataclass(frozen=True)
+class EvalRequest:
+    """One task measured one way (full ranking, or `negatives` sampled per positive): everything the evaluation
+    needs besides the scores and the targets, in one typed record instead of a trail of loose arguments."""
+
+    task: str
+    cutoffs: tuple[int, ...]
+    metrics: dict[str, MetricSpec]
+    negatives: int | None = None
+    weighting: str = "uniform"
+    exclude_seen: bool = True
+    budget_mib: float = 256.0
+    block_size: int | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return self.negatives is not None
+
+    @property
+    def prefix(self) -> str:
+        """Where its metrics are logged: `itemrec/...`, or `itemrec_s99/...` (`p`: popularity-weighted negatives)."""
+        if not self.sampled:
+            return self.task
+        return f"{self.task}_s{self.negatives}" + ("p" if self.weighting == "popularity" else "")
+
+    def run(self, source: ScoreSource, evalset: EvalSet, popularity: np.ndarray, seed: int = 0,
+            key: str = "") -> TaskResult:
+        """The task's metrics on `evalset` (sampled candidates are drawn once per `key` and stored)."""
+        if self.sampled:
+            return evaluate_sampled(self.task, source, evalset, list(self.cutoffs), self.metrics, popularity,
+                                    self.negatives, self.weighting, seed, key)
+        return evaluate_full(self.task, source, evalset, list(self.cutoffs), self.metrics, popularity,
+                             exclude_seen=self.exclude_seen, budget_mib=self.budget_mib, block_size=self.block_size)
+
+
 def evaluate_full(task: str, source: ScoreSource, evalset: EvalSet, cutoffs: list[int],
                   metrics: dict[str, MetricSpec], item_popularity: np.ndarray, exclude_seen: bool = True,
                   budget_mib: float = 256.0, block_size: int | None = None) -> TaskResult:

@@ -346,10 +346,10 @@ def planner_label(name: str, params: dict[str, Any], varying: set[str] = frozens
     return label
 
 
-def run_planners(planners: list[dict], registry, model, kind: str, split, device, seed: int = 0,
+def run_planners(planners, registry, model, kind: str, split, device, seed: int = 0,
                  exclude_seen: bool = True, budget_mib: float = 256.0, block_size: int | None = None
                  ) -> dict[str, float]:
-    """Run every planner ({name, params, label}) on the model's scores of the test states; return
+    """Run every planner (`PlannerRun`: name, params, label) on the model's scores of the test states; return
     `matching/<label>/<metric>` (and `time/matching/<label>_s`). `kind`: the model's score kind (its spec's)."""
     from .evaluate import ScoreSource
 
@@ -361,7 +361,7 @@ def run_planners(planners: list[dict], registry, model, kind: str, split, device
     calib = None
     out: dict[str, float] = {}
     for entry in planners:
-        planner = registry.create("planner", entry["name"], **entry["params"])
+        planner = registry.create("planner", entry.name, **entry.params)
         cal_scores = None
         if planner.online:
             if calib is None:
@@ -371,7 +371,7 @@ def run_planners(planners: list[dict], registry, model, kind: str, split, device
             cal_scores = calib
         t0 = time.time()
         plan = planner.plan(scores, cal_scores)
-        out[f"time/matching/{entry['label']}_s"] = time.time() - t0
+        out[f"time/matching/{entry.label}_s"] = time.time() - t0
         for k, v in matching_metrics(plan.assignment, targets, planner.constraints).items():
-            out[f"matching/{entry['label']}/{k}"] = v
+            out[f"matching/{entry.label}/{k}"] = v
     return out

@@ -193,7 +193,7 @@ class MetricCase:
 
 @dataclass(frozen=True)
 class MetricSpec(PluginSpec):
-    """A ranking metric. `per_query`: fn(hits[n,K] bool tensor, n_rel[n], k) -> per-query values.
+    """A ranking metric. `per_query`: fn(hits[n, K] of 0/1 (float), n_rel[n], k) -> per-query values.
     Otherwise a set-level metric: fn(counts_k: per-candidate retrieval counts at k,
     weight: per-candidate popularity/activeness) -> float. `direction`: +1 higher is better, -1 lower is
     better, 0 descriptive (reports show it, never bold or test it). `example`: a hand-computed case

@@ -19,32 +19,10 @@ import yaml
 
 from .errors import ConfigError, did_you_mean
 from .registry import Registry
-from .specs import TASKS
-from .report.views import VIEW_KEYS, check as check_views
+from .report.views import check as check_views
+from .suite_schema import TOP_KEYS, EvalSettings, PlannerRun, parse
 
-TOP_KEYS = {
-    "name": "suite name (the MLflow experiment)",
-    "description": "free text",
-    "datasets": "list of {name, **params}",
-    "split": "{name, **params} (or a list of them)",
-    "tasks": "subset of itemrec, userrec, ctr, matching",
-    "models": "list of {name, loss?, label?, **params}; a list value expands the grid; label names the method in reports",
-    "losses": "loss names (or {name, **params}) crossed with models that accept them",
-    "planners": "list of {name, **params} run on every cell's scores (task matching); a list value expands",
-    "metrics": "metric names",
-    "cutoffs": "list of K",
-    "seeds": "list of ints",
-    "candidates": "full | {name: sampled, negatives: N, weighting: uniform|popularity} (or a list)",
-    "exclude_seen": "drop items in a state's history from its itemrec ranking (default true)",
-    "save_rankings": "save top-K rankings and targets as Parquet artifacts (default true)",
-    "ranking": "{budget_mib: 256, block_size: null}",
-    "tracking": "{tracker: mlflow, uri: ..., **params}",
-    "report": "{enabled: true, dir: reports}",
-    "include": "list of partial cells to keep",
-    "exclude": "list of partial cells to drop",
-    "jobs": "default number of worker processes",
-}
-
+__all__ = ["Cell", "Component", "Suite", "TOP_KEYS", "build_suite", "load_suite", "read_yaml"]
 
 @dataclass(frozen=True)
 class Component:
@@ -69,7 +47,7 @@ class Cell:
     model: Component
     loss: Component | None
     seed: int
-    settings: dict[str, Any]
+    settings: EvalSettings
     skip_reason: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -85,7 +63,7 @@ class Cell:
         """Everything that determines the cell's result (and nothing about where it is tracked)."""
         comp = lambda c: None if c is None else {"name": c.name, "params": c.params}  # noqa: E731
         return {"dataset": comp(self.dataset), "split": comp(self.split), "model": comp(self.model),
-                "loss": comp(self.loss), "seed": self.seed, "settings": self.settings}
+                "loss": comp(self.loss), "seed": self.seed, "settings": self.settings.as_config()}
 
     @property
     def config_hash(self) -> str:
@@ -107,6 +85,7 @@ class Suite:
     tracking: dict[str, Any]
     report: dict[str, Any]
     source: str = "<suite>"
+    jobs: int = 1
 
     @property
     def runnable(self) -> list[Cell]:
@@ -132,18 +111,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"YAML syntax error{where}: {problem}; fix the indentation/quoting there",
                           source=str(path)) from None
     if not isinstance(data, dict):
-        raise ConfigError("a suite must be a YAML mapping with at least name, datasets, split and models",
+        raise ConfigError("a suite must be a YAML mapping with at least datasets, split and models",
                           source=str(path))
     return data
 
 
 def load_suite(path_or_dict: str | Path | dict, registry: Registry, overrides: dict[str, Any] | None = None) -> Suite:
+    """A suite from a YAML file (its name defaults to the file's stem) or a dict, with top-level `overrides`."""
     if isinstance(path_or_dict, dict):
-        raw, source = copy.deepcopy(path_or_dict), "<suite>"
+        raw, source, stem = copy.deepcopy(path_or_dict), "<suite>", None
     else:
-        raw, source = read_yaml(path_or_dict), str(path_or_dict)
+        raw, source, stem = read_yaml(path_or_dict), str(path_or_dict), Path(path_or_dict).stem
     raw.update(overrides or {})
-    return build_suite(raw, registry, source)
+    return build_suite(raw, registry, source, default_name=stem)
 
 
 def _as_list(value) -> list:
@@ -191,34 +171,22 @@ def _expand(kind: str, name: str, params: dict, registry: Registry, where: str, 
     return comps
 
 
-def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>") -> Suite:
-    problems: list[str] = []
-    for key in raw:
-        if key not in TOP_KEYS:
-            problems.append(f"unknown key {key!r}{did_you_mean(key, list(TOP_KEYS))}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        problems.append("missing 'name' (a string: the suite's name and MLflow experiment)")
+def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>", default_name: str | None = None
+                ) -> Suite:
+    """Parse `raw` against the typed schema, validate every plugin name and parameter against the registry, and
+    expand the grid; every problem is reported at once (a ConfigError listing them)."""
+    sf, problems = parse(raw)
+    if sf is None:  # a required key is malformed: nothing to check the registry against
+        raise ConfigError(problems, source=source)
+    name = sf.name or default_name
+    if not name:
+        problems.append("name: missing (the suite's name and MLflow experiment; a suite file defaults to its stem)")
         name = "unnamed"
-    for req in ("datasets", "split", "models"):
-        if not raw.get(req):
-            problems.append(f"missing {req!r}: {TOP_KEYS[req]}")
-
-    tasks = [str(t) for t in _as_list(raw.get("tasks", ["itemrec", "userrec"]))]
-    for t in tasks:
-        if t not in TASKS:
-            problems.append(f"tasks: unknown task {t!r}{did_you_mean(t, TASKS)}")
-    cutoffs = _as_list(raw.get("cutoffs", [10, 20]))
-    if not cutoffs or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in cutoffs):
-        problems.append(f"cutoffs: expected a list of positive integers, got {raw.get('cutoffs')!r}")
-        cutoffs = [10]
-    seeds = _as_list(raw.get("seeds", [0]))
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        problems.append(f"seeds: expected a list of integers, got {raw.get('seeds')!r}")
-        seeds = [0]
+    tasks = list(sf.tasks)
+    cutoffs, seeds = sf.cutoffs, sf.seeds
 
     default_metrics = ["recall", "ndcg"] if set(tasks) & {"itemrec", "userrec"} else []  # ctr logs its own
-    metric_names = [m for m, _ in _entries(raw.get("metrics", default_metrics), "metrics", problems)]
+    metric_names = list(sf.metrics if sf.metrics is not None else default_metrics)
     for m in metric_names:
         try:
             spec = registry.get("metric", m)
@@ -228,70 +196,37 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         except ConfigError as exc:
             problems.append(f"metrics: {exc}")
 
-    candidates = []
-    for n, entry in enumerate(_as_list(raw.get("candidates", ["full"]))):
-        entry = {"name": entry} if isinstance(entry, str) else entry
-        if not isinstance(entry, dict) or entry.get("name") not in ("full", "sampled"):
-            problems.append(f"candidates[{n}]: expected 'full' or {{name: sampled, negatives: N, weighting: "
-                            f"uniform|popularity}}, got {entry!r}")
-            continue
-        if entry["name"] == "sampled":
-            extra = set(entry) - {"name", "negatives", "weighting"}
-            if extra:
-                problems.append(f"candidates[{n}]: unknown key(s) {sorted(extra)} (valid: negatives, weighting)")
-            neg = entry.get("negatives", 99)
-            if not isinstance(neg, int) or neg < 1:
-                problems.append(f"candidates[{n}]: negatives must be a positive integer, got {neg!r}")
-            if entry.get("weighting", "uniform") not in ("uniform", "popularity"):
-                problems.append(f"candidates[{n}]: weighting must be uniform or popularity, got {entry.get('weighting')!r}")
-            entry = {"name": "sampled", "negatives": neg, "weighting": entry.get("weighting", "uniform")}
-        candidates.append(entry)
-
-    ranking = dict(raw.get("ranking") or {})
-    extra = set(ranking) - {"budget_mib", "block_size"}
-    if extra:
-        problems.append(f"ranking: unknown key(s) {sorted(extra)} (valid: budget_mib, block_size)")
-    budget = ranking.get("budget_mib", 256)
-    if not isinstance(budget, (int, float)) or budget <= 0:
-        problems.append(f"ranking.budget_mib must be a positive number, got {budget!r}")
-
-    datasets = [c for n, (dn, dp) in enumerate(_entries(raw.get("datasets"), "datasets", problems))
-                for c in _expand("dataset", dn, dp, registry, f"datasets[{n}] {dn!r}", problems)]
-    splits = [c for n, (sn, sp_) in enumerate(_entries(raw.get("split"), "split", problems))
-              for c in _expand("split", sn, sp_, registry, f"split {sn!r}", problems)]
+    datasets = [c for n, e in enumerate(sf.datasets)
+                for c in _expand("dataset", e.name, e.params, registry, f"datasets[{n}] {e.name!r}", problems)]
+    splits = [c for e in sf.split for c in _expand("split", e.name, e.params, registry, f"split {e.name!r}", problems)]
 
     problems.extend(_split_problems(tasks, splits, registry))
-    suite_losses = _entries(raw.get("losses"), "losses", problems)
-    loss_comps = [c for ln, lp in suite_losses for c in _expand("loss", ln, lp, registry, f"losses {ln!r}", problems)]
-    planners = _planners(raw.get("planners"), tasks, registry, problems)
-
-    settings = {"tasks": tasks, "metrics": metric_names, "cutoffs": sorted(set(cutoffs)), "candidates": candidates,
-                "exclude_seen": bool(raw.get("exclude_seen", True)), "save_rankings": bool(raw.get("save_rankings", True)),
-                "budget_mib": budget, "block_size": ranking.get("block_size")}
-    if planners:  # only then, so suites without planners keep their config hashes
-        settings["planners"] = planners
+    loss_comps = [c for e in sf.losses for c in _expand("loss", e.name, e.params, registry, f"losses {e.name!r}",
+                                                        problems)]
+    planners = _planners(sf.planners, tasks, registry, problems)
+    settings = EvalSettings(tasks=tuple(tasks), metrics=tuple(metric_names), cutoffs=tuple(sorted(set(cutoffs))),
+                            candidates=tuple(sf.candidates), exclude_seen=sf.exclude_seen,
+                            save_rankings=sf.save_rankings, budget_mib=sf.ranking.budget_mib,
+                            block_size=sf.ranking.block_size, planners=tuple(planners))
 
     model_cells: list[tuple[Component, Component | None, str | None]] = []
     given_labels: dict[int, str] = {}  # id(model component) -> the entry's `label`, for the report
-    for n, (mn, mp) in enumerate(_entries(raw.get("models"), "models", problems)):
+    for n, entry in enumerate(sf.models):
+        mn, mp = entry.name, entry.params
         where = f"models[{n}] {mn!r}"
-        comps = _expand("model", mn, mp, registry, where, problems, reserved=("loss", "label"))
+        comps = _expand("model", mn, mp, registry, where, problems)
         if not comps:
             continue
-        if "label" in mp:
-            if not isinstance(mp["label"], str) or not mp["label"].strip():
-                problems.append(f"{where}: label must be a non-empty string (the method's name in reports), "
-                                f"got {mp['label']!r}")
-            else:
-                inner = _varying(comps).get(mn, set())
-                for comp in comps:
-                    given_labels[id(comp)] = mp["label"] + (comp.label(inner)[len(mn):] if inner else "")
+        if entry.label is not None:
+            inner = _varying(comps).get(mn, set())
+            for comp in comps:
+                given_labels[id(comp)] = entry.label + (comp.label(inner)[len(mn):] if inner else "")
         spec = registry.get("model", mn)
         if not (set(spec.tasks) | ({"matching"} if "itemrec" in spec.tasks else set())) & set(tasks):
             problems.append(f"{where}: serves {'/'.join(spec.tasks)} only, none of the suite's tasks {tasks}")
         for comp in comps:
             problems.extend(p for p in _task_problems(spec, comp, tasks, where) if p not in problems)
-        own = _entries(mp.get("loss"), f"{where}.loss", problems) if "loss" in mp else None
+        own = _entries(entry.loss, f"{where}.loss", problems) if entry.loss is not None else None
         losses = ([c for ln, lp in own for c in _expand("loss", ln, lp, registry, f"{where}.loss {ln!r}", problems)]
                   if own is not None else loss_comps)
         for comp in comps:
@@ -310,12 +245,7 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     named = list(given_labels.values())  # one per model component (its losses share it)
     for label in sorted({x for x in named if named.count(x) > 1}):
         problems.append(f"models: label {label!r} names several entries; give each entry its own label")
-    report = {"enabled": True, "dir": "reports", **(raw.get("report") or {})}
-    unknown = sorted(set(report) - {"enabled", "dir", "metrics", "note", *VIEW_KEYS})
-    if unknown:
-        problems.append(f"report: unknown key(s) {', '.join(map(repr, unknown))}; report takes enabled, dir, "
-                        f"metrics (the table columns, e.g. [ndcg_10, recall]), note (text under the title) and the "
-                        f"views {', '.join(VIEW_KEYS)}")
+    report = sf.report.model_dump(exclude_none=True)
     problems.extend(check_views(report))
 
     # a cell's labels, computed once here: run names use model and dataset; the runner tags the run with method
@@ -337,14 +267,14 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         labels["data"] = labels["dataset"] + (f" / {split.label(varying['split'][split.name])}" if split_shown else "")
         cells.append(Cell(name, ds, split, model, loss, int(seed), settings, reason, labels))
     try:
-        cells = _prune(cells, raw.get("include"), raw.get("exclude"), source)
+        cells = _prune(cells, sf.include, sf.exclude, source)
     except ConfigError as exc:
         problems.extend(exc.problems)
     problems.extend(_requirement_problems(cells, registry))  # after pruning: an excluded pair is no problem
     if problems:
         raise ConfigError(problems, source=source)
-    tracking = dict(raw.get("tracking") or {})
-    return Suite(name=name, raw=raw, cells=cells, tracking=tracking, report=report, source=source)
+    return Suite(name=name, raw=raw, cells=cells, tracking=sf.tracking.model_dump(exclude_unset=True), report=report,
+                 source=source, jobs=sf.jobs)
 
 
 def _described(spec, comp: Component, where: str) -> str:
@@ -432,23 +362,22 @@ def _prune(cells: list[Cell], include, exclude, source: str) -> list[Cell]:
     return cells
 
 
-def _planners(raw_list, tasks: list[str], registry: Registry, problems: list[str]) -> list[dict[str, Any]]:
-    """[{name, params, label}] of the suite's planners: every parameter combination, validated against
-    the schema and the planner's own checks (e.g. beta <= alpha); labels name what varies."""
+def _planners(entries, tasks: list[str], registry: Registry, problems: list[str]) -> list[PlannerRun]:
+    """The suite's planner runs: every parameter combination, validated against the schema and the planner's own
+    checks (e.g. beta <= alpha); labels name what varies."""
     from .matching import planner_label
 
-    entries = _entries(raw_list, "planners", problems)
     if entries and "matching" not in tasks:
         problems.append("planners: listed, but the suite's tasks have no 'matching'; add matching to tasks "
                         "or drop planners")
     if "matching" in tasks and not entries:
         problems.append("tasks: 'matching' needs planners, e.g. planners: [{name: dual, alpha: 0.01, beta: 0.001}]")
     comps: list[Component] = []
-    for n, (pn, pp) in enumerate(entries):
-        where = f"planners[{n}] {pn!r}"
-        for comp in _expand("planner", pn, pp, registry, where, problems):
+    for n, e in enumerate(entries):
+        where = f"planners[{n}] {e.name!r}"
+        for comp in _expand("planner", e.name, e.params, registry, where, problems):
             try:
-                registry.get("planner", pn).factory(**comp.params)
+                registry.get("planner", e.name).factory(**comp.params)
             except ConfigError as exc:
                 problems.extend(f"planners[{n}]: {p}" for p in exc.problems if f"planners[{n}]: {p}" not in problems)
             except (TypeError, ValueError) as exc:
@@ -456,9 +385,8 @@ def _planners(raw_list, tasks: list[str], registry: Registry, problems: list[str
             comps.append(comp)
     keys = {k for c in comps for k in c.params}
     varying = {k for k in keys if len({json.dumps(c.params[k], default=str) for c in comps if k in c.params}) > 1}
-    out = [{"name": c.name, "params": c.params, "label": planner_label(c.name, c.params, varying & set(c.params))}
-           for c in comps]
-    labels = [o["label"] for o in out]
+    out = [PlannerRun(c.name, c.params, planner_label(c.name, c.params, varying & set(c.params))) for c in comps]
+    labels = [o.label for o in out]
     for label in sorted({x for x in labels if labels.count(x) > 1}):
         problems.append(f"planners: {label!r} is listed twice with the same parameters; drop the duplicate")
     return out

@@ -221,7 +221,7 @@ def test_suite_with_planners_runs_end_to_end_into_mlflow(workdir):
                   {"name": "dual", "alpha": 0.04, "beta": [0.0, 0.01], "epochs": 20},
                   {"name": "dual", "alpha": 0.04, "beta": 0.01, "mode": "online", "epochs": 20}])
     s = build_suite(suite, reg)
-    assert [p["label"] for p in s.cells[0].settings["planners"]] == [
+    assert [p.label for p in s.cells[0].settings.planners] == [
         "topk", "greedy_b0.01", "dual_b0", "dual_b0.01", "dual_online_b0.01"]
     frame = api.run(suite, registry=reg)
     assert (frame.status == "FINISHED").all(), frame.error.tolist()

@@ -1,5 +1,6 @@
 """Suite parsing: grid expansion, pruning, skipped pairs, and one error listing every problem."""
 import pytest
+import yaml
 
 from harness.errors import ConfigError
 from harness.registry import Registry
@@ -90,4 +91,43 @@ def test_unknown_report_key_is_one_of_the_problems(registry):
     with pytest.raises(ConfigError) as exc:
         build_suite(bad, registry)
     msg = str(exc.value)
-    assert "report: unknown key(s) 'colums'" in msg and "did you mean 'ndcg'" in msg
+    assert "report: unknown key 'colums'" in msg and "did you mean 'ndcg'" in msg
+
+
+@pytest.mark.parametrize("over, needle", [
+    ({"jobs": "two"}, "jobs: input should be a valid integer, got 'two'"),
+    ({"ranking": {"block_size": "big"}}, "ranking.block_size: input should be a valid integer, got 'big'"),
+    ({"exclude_seen": "false"}, "exclude_seen: input should be a valid boolean, got 'false'"),
+    ({"ranking": {"budgit_mib": 64}}, "ranking: unknown key 'budgit_mib'; did you mean 'budget_mib'?"),
+    ({"candidates": [{"name": "sampled", "negativs": 9}]}, "candidates[0]: unknown key 'negativs'; did you mean 'negatives'?"),
+    ({"tasks": ["itemrec", "itmrec"]}, "tasks[1]: unknown task 'itmrec'; did you mean 'itemrec'?"),
+    ({"models": [{"name": "bpr", "label": ""}]}, "models[0].label: string should have at least 1 character"),
+    ({"seeds": [1.5]}, "seeds[0]: input should be a valid integer, got 1.5"),
+])
+def test_the_typed_schema_refuses_what_the_hand_validation_let_through(registry, over, needle):
+    with pytest.raises(ConfigError) as exc:
+        build_suite(dict(BASE, **over), registry)
+    assert needle in str(exc.value)
+
+
+def test_a_suite_file_without_name_takes_its_stem_and_the_cli_exits_2_on_a_typed_error(tmp_path, registry, capsys):
+    from harness.cli import main
+    from harness.suite import load_suite
+
+    path = tmp_path / "my_grid.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in BASE.items() if k != "name"}))
+    assert load_suite(path, registry).name == "my_grid"
+    path.write_text(yaml.safe_dump(dict(BASE, jobs="two")))
+    assert main(["run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "jobs: input should be a valid integer" in err and "Traceback" not in err
+
+
+def test_config_hashes_are_those_of_the_recorded_runs(registry):
+    """Resume and the reports key on these: a change to how settings enter the hash orphans every stored run."""
+    from harness.suite import load_suite
+
+    s = load_suite("suites/quickstart.yaml", registry)
+    assert [c.config_hash for c in s.cells] == [
+        "0dc6cb5749e0b168", "45660bba3e04d1d7", "126d27ac89991a51", "d4b327842afbe871", "3aa587cdf3135da4",
+        "c4631b199561f59f", "2e031ee8e51293cd", "46b3567aca8d1f3f"]

@@ -141,10 +141,15 @@ def check_declared_tasks_evaluate(case: PluginCase) -> None:
 
 @check("model")
 def check_offers_are_implemented(case: PluginCase) -> None:
-    """What `offers` says works: `factors` gives a pair of 2-D tensors (states x d, items x d); `score_block`
-    gives rows x items; `predict_ctr` gives one probability in [0, 1] per impression."""
+    """What `offers` says works, for the tasks this configuration serves (an ablation that serves ctr alone may
+    have no factors): `factors` gives a pair of 2-D tensors (states x d, items x d); `score_block` gives rows x
+    items; `predict_ctr` gives one probability in [0, 1] per impression."""
     model, (_, split) = fitted(case), world_and_split(case)
     states, n_items, offers = split.test.states, split.n_items, set(case.spec.offers)
+    if not ranking_tasks(case):
+        offers -= {"factors", "block_scores"}
+    if "ctr" not in served(case):
+        offers.discard("ctr_probabilities")
     if "factors" in offers:
         f = model.factors(states)
         require(isinstance(f, tuple) and len(f) == 2,
