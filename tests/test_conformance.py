@@ -76,6 +76,7 @@ EXTRA = [  # other configurations worth a case of their own: (kind, name, parame
     ("split", "temporal", {"valid": True, "calibration": 3.0}, "split-temporal-valid-calibration"),
     ("split", "user", {"calibration": True}, "split-user-calibration"),
     ("split", "impressions", {"test_days": 5.0}, "split-impressions-5-days"),
+    ("model", "dmr", {**CTR, "no_u2i": True}, "model-dmr-no_u2i"),  # serves ctr alone: no factors to offer
     ("planner", "dual", {"alpha": 0.12, "beta": 0.05, "epochs": 15, "mode": "online"}, "planner-dual-online"),
     ("dataset", "movielens", {}, "dataset-movielens-shared-data"),
 ]
