@@ -88,7 +88,7 @@ def main() -> None:
     if args.cornac_python:
         with tempfile.TemporaryDirectory() as tmp:
             tr = Path(tmp) / "train.tsv"
-            tr.write_text("\n".join(f"{ds.user_ids[u]}\t{ds.item_ids[i]}" for u, i in zip(train.user, train.item)))
+            tr.write_text("\n".join(f"{ds.user_ids[u]}\t{ds.item_ids[i]}" for u, i in zip(train.user, train.item, strict=False)))
             script = Path(tmp) / "cornac_bpr.py"
             script.write_text(CORNAC)
             for k in (10, 64):

@@ -109,12 +109,12 @@ def main() -> None:
 
     same = float((np.asarray(ids, np.int64) == res.topk.index).all(1).mean())
     med = {k: statistics.median(v) for k, v in times.items()}
-    direct_total = statistics.median([a + b for a, b in zip(times["direct_fit"], times["direct_rank"])])
-    harness_total = statistics.median([a + b for a, b in zip(times["harness_fit"], times["harness_eval"])])
+    direct_total = statistics.median([a + b for a, b in zip(times["direct_fit"], times["direct_rank"], strict=False)])
+    harness_total = statistics.median([a + b for a, b in zip(times["harness_fit"], times["harness_eval"], strict=False)])
     ratio = harness_total / direct_total
     # each repeat's two runs are adjacent in time: the median of their ratios is less exposed to drifting load
     paired = statistics.median([(a + b) / (c + d) for a, b, c, d in zip(
-        times["harness_fit"], times["harness_eval"], times["direct_fit"], times["direct_rank"])])
+        times["harness_fit"], times["harness_eval"], times["direct_fit"], times["direct_rank"], strict=False)])
     print(f"MovieLens-100K {x.n_users} users x {x.n_items} items, {len(train)} train events, {len(test_users)} test "
           f"users; ALS {args.factors} factors x {args.iterations} iterations, {args.threads} implicit threads, "
           f"BLAS 1 thread, implicit {implicit.__version__}, {args.repeats} repeats (medians)")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+
 def convert(src: Path, out: Path) -> None:
     dst = out / "ml-100k" / "ml-100k.inter"
     dst.parent.mkdir(parents=True, exist_ok=True)

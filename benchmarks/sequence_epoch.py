@@ -30,10 +30,10 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    import plugins.models.sequence as sequence
     from harness.evaluate import ScoreSource, evaluate_full
     from harness.model import FitContext
     from harness.registry import Registry
-    import plugins.models.sequence as sequence
 
     reg = Registry.load(extra=[sequence]) if "rnn" not in Registry.load().names("model") else Registry.load()
     ds = reg.create("dataset", "movielens", variant="100k")

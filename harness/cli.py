@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-
 from pathlib import Path
 
 from .errors import MatchbenchError
@@ -97,7 +96,14 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from . import api
     from .executors import EXECUTORS
@@ -158,8 +164,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from . import api
-    from . import report
+    from . import api, report
     from .registry import Registry
     from .runner import make_tracker
 

@@ -175,7 +175,7 @@ def _diagnose(f: Path, cols: list[Col], sep: str, skip: int, expected: str, erro
         fields = line.split(sep)
         if len(fields) != len(cols):
             return bad_line(f, n, expected, f"{len(fields)} fields, not {len(cols)}")
-        for c, text in zip(cols, fields):
+        for c, text in zip(cols, fields, strict=False):
             if not _field_ok(text, c.kind):
                 what = "empty" if text == "" else f"{text!r} is not {'an integer' if c.kind == 'int' else 'a number'}"
                 return bad_line(f, n, expected, f"{c.name}: {what}")

@@ -28,21 +28,65 @@ import torch
 
 from .cache import sha256_file
 from .ctr import ImpressionRows, padded_sequences
-from .data import (TIME_UNITS, Dataset, Interactions, encode_ids, filter_events, filter_params, from_events)
+from .data import TIME_UNITS, Dataset, Interactions, encode_ids, filter_events, filter_params, from_events
 from .errors import ConfigError, DataError, MatchbenchError, did_you_mean
 from .evaluate import validation_ndcg
-from .files import (FILTER_NAMES, FILTER_PARAMS, Col, align, bad_line, candidates, check_header, data_root,
-                    finish, first_bad, iter_lines, line_text, locate, nullable_ints, open_text, read_header,
-                    read_table, shown, sources_or_path, verify_files)
+from .files import (
+                    FILTER_NAMES,
+                    FILTER_PARAMS,
+                    Col,
+                    align,
+                    bad_line,
+                    candidates,
+                    check_header,
+                    data_root,
+                    finish,
+                    first_bad,
+                    iter_lines,
+                    line_text,
+                    locate,
+                    nullable_ints,
+                    open_text,
+                    read_header,
+                    read_table,
+                    shown,
+                    sources_or_path,
+                    verify_files,
+)
 from .hookspecs import hookimpl
-from .losses import (InBatchLoss, Loss, NegativePlan, PairwiseLoss, PointwiseLoss, SampledLoss, WeightedLoss)
+from .losses import InBatchLoss, Loss, NegativePlan, PairwiseLoss, PointwiseLoss, SampledLoss, WeightedLoss
 from .matching import ALPHA, CONSTRAINT_PARAMS, NEG, Constraints, Plan, Planner, PlanningScores, topk_assignment
 from .model import FitContext, Model
 from .schema import Param
-from .specs import (DatasetSpec, LossContract, LossSpec, MetricCase, MetricSpec, ModelSpec, Offer, PlannerSpec,
-                    Requirement, ScoreKind, SplitSpec, Task, TrackerSpec)
-from .splits import (EvalSet, Split, SplitData, UserStates, csr_ranges, fmt_time, require_nonempty,
-                     states_from_events, summary, time_bounds, users_with_history, window_end)
+from .specs import (
+                    DatasetSpec,
+                    LossContract,
+                    LossSpec,
+                    MetricCase,
+                    MetricSpec,
+                    ModelSpec,
+                    Offer,
+                    PlannerSpec,
+                    Requirement,
+                    ScoreKind,
+                    SplitSpec,
+                    Task,
+                    TrackerSpec,
+)
+from .splits import (
+                    EvalSet,
+                    Split,
+                    SplitData,
+                    UserStates,
+                    csr_ranges,
+                    fmt_time,
+                    require_nonempty,
+                    states_from_events,
+                    summary,
+                    time_bounds,
+                    users_with_history,
+                    window_end,
+)
 from .tracking import CellRecord, Tracker
 
 DatasetFactory = Callable[..., Dataset]

@@ -10,8 +10,8 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from .journey import Journey, environment, travel
 from .errors import ConfigError
+from .journey import Journey, environment, travel
 from .registry import Registry
 from .suite import Cell, Suite
 from .tracking import CellRecord, Tracker

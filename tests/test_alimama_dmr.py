@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import raises_data_error
+
 from harness.ctr import run_ctr
 from harness.model import FitContext
 from harness.registry import Registry

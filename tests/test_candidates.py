@@ -5,9 +5,9 @@ import scipy.sparse as sp
 
 import harness.candidates as C
 from harness.candidates import Candidates, sampled_candidates
+from harness.data import Dataset, Interactions
 from harness.errors import DataError
 from harness.splits import EvalSet, UserStates
-from harness.data import Dataset, Interactions
 from plugins.splits.temporal import TemporalSplit
 
 
@@ -25,7 +25,7 @@ def split():
 
 def _pairs(m: sp.csr_matrix) -> set:
     m = m.tocoo()
-    return set(zip(m.row.tolist(), m.col.tolist()))
+    return set(zip(m.row.tolist(), m.col.tolist(), strict=False))
 
 
 def check_rows(c: Candidates, ev: EvalSet, task: str, n: int):
@@ -33,10 +33,10 @@ def check_rows(c: Candidates, ev: EvalSet, task: str, n: int):
     if task == "userrec":
         t, ex = {(j, i) for i, j in t}, {(j, i) for i, j in ex}
     assert c.candidates.dtype == np.int64 and c.candidates.shape == (len(c.owner), n + 1)
-    pos = {(int(o), int(p)) for o, p in zip(c.owner, c.candidates[:, 0])}
+    pos = {(int(o), int(p)) for o, p in zip(c.owner, c.candidates[:, 0], strict=False)}
     assert pos == t - ex, "one query per (owner, positive) pair, seen pairs left out"
     assert len(pos) == len(c)
-    for o, row in zip(c.owner.tolist(), c.candidates.tolist()):
+    for o, row in zip(c.owner.tolist(), c.candidates.tolist(), strict=False):
         assert len(set(row)) == len(row), "duplicate candidate in a row"
         for neg in row[1:]:
             assert (o, neg) not in t and (o, neg) not in ex, "a negative is a target or excluded"

@@ -3,9 +3,9 @@ synthetic impressions layer (its click model), the CTR models (lr, din, dmr) and
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_suite
 from sklearn.metrics import log_loss, roc_auc_score
 
-from conftest import tiny_suite
 from harness import api
 from harness.ctr import ImpressionRows, auc, calibration, ctr_metrics, gauc, group_auc, logloss
 from harness.data import Dataset, Interactions
@@ -56,7 +56,7 @@ def test_gauc_by_hand_and_against_per_user_sklearn():
     rng = np.random.default_rng(1)
     user, y, p = rng.integers(0, 30, 600), rng.random(600) < 0.4, np.round(rng.random(600), 2)
     groups, a, n = group_auc(user, y, p)
-    for g, ag in zip(groups, a):
+    for g, ag in zip(groups, a, strict=False):
         m = user == g
         want = roc_auc_score(y[m], p[m]) if 0 < y[m].sum() < m.sum() else np.nan
         assert (np.isnan(ag) and np.isnan(want)) or ag == pytest.approx(want, abs=1e-12)
@@ -168,6 +168,7 @@ def world_split(reg):
 
 def _fit(reg, name, ds, split, model_out=None, **params):
     from threadpoolctl import threadpool_limits
+
     from harness.ctr import run_ctr
 
     model = reg.create("model", name, **params)
@@ -297,6 +298,7 @@ def test_ctr_suite_runs_end_to_end(workdir, reg):
 
 def test_impressions_split_on_the_taobao_ad_raw_sample_fixture():
     from pathlib import Path
+
     from plugins.datasets.taobao_ad import load_taobao_ad
 
     ds = load_taobao_ad(str(Path(__file__).parent.parent / "datasets" / "fixtures" / "taobao-ad-tiny"))
@@ -315,6 +317,7 @@ def test_impressions_split_on_the_taobao_ad_raw_sample_fixture():
 
 def test_the_dmr_suite_validates(reg):
     from pathlib import Path
+
     from harness.suite import load_suite
 
     s = load_suite(Path(__file__).parent.parent / "suites" / "dmr.yaml", reg)
@@ -331,6 +334,7 @@ def test_dmr_beats_lr_and_din_on_the_synthetic_impressions(reg):
     DMR's mean AUC above DIN's and LR's (suite, 5 seeds: DMR .7160, DIN .7121, LR .7032), and its predicted
     CTR follows the true click probability more closely than LR's."""
     from threadpoolctl import threadpool_limits
+
     from harness.ctr import run_ctr
 
     ds = reg.create("dataset", "synthetic", n_users=2000, n_items=300, days=30.0, impressions=True)

@@ -3,14 +3,13 @@ import json
 import shutil
 
 import pytest
+from test_datasets_plugins import DATA, FIX, NEW, need
 
 import harness.registry
 from harness.cache import load_dataset, raw_dir
 from harness.cli import main
 from harness.registry import Registry
 from plugins.datasets import movielens
-
-from test_datasets_plugins import DATA, FIX, NEW, need
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import raises_data_error as raises
+
 from harness.registry import Registry
 from plugins.datasets import amazon, taobao_ad, tmall, yoochoose
 from plugins.datasets.amazon import load_amazon

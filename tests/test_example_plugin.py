@@ -6,12 +6,12 @@ import importlib.metadata as md
 import pathlib
 import sys
 
-import matchbench_example
 import numpy as np
 import pytest
 import torch
 from conftest import raises_data_error, tiny_suite
 
+import matchbench_example
 from harness import api
 from harness.plugin import MetricSpec, Model, ModelSpec, hookimpl
 from harness.registry import Registry

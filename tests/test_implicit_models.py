@@ -12,9 +12,9 @@ from harness.data import Interactions
 from harness.errors import ConfigError
 from harness.evaluate import ScoreSource, evaluate_full
 from harness.model import FitContext, Model
+from harness.plugin import data_root
 from harness.registry import Registry
 from harness.splits import states_from_events
-from harness.plugin import data_root
 
 ML100K = data_root() / "movielens-100k" / "u.data"
 needs_ml = pytest.mark.skipif(not ML100K.is_file(), reason=f"MovieLens-100K not found at {ML100K} "

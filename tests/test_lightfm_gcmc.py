@@ -5,10 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_suite
 
 import plugins.models.gcmc as gcmc_plugin
 import plugins.models.lightfm_model as lightfm_plugin
-from conftest import tiny_suite
 from harness import api
 from harness.errors import ConfigError
 from harness.evaluate import ScoreSource, evaluate_full

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import raises_data_error as raises
+
 from harness.registry import Registry
 from plugins.datasets.files import load_csv, load_parquet
 from plugins.datasets.movielens import load_movielens

@@ -169,7 +169,7 @@ def test_concurrent_writers_lose_nothing(store):
     assert set(runs.config_hash) == {f"w{w}-{i}" for w in range(n_proc) for i in range(n)}
     assert runs["metrics.itemrec/recall_10"].eq(1.0).all()
     expect = {f"w{w}-{i}": w + i / 100 for w in range(n_proc) for i in range(n)}
-    got = dict(zip(runs.config_hash, runs["metrics.itemrec/ndcg_10"]))
+    got = dict(zip(runs.config_hash, runs["metrics.itemrec/ndcg_10"], strict=False))
     assert got == pytest.approx(expect)
     assert runs["tags.mlflow.parentRunId"].nunique() == n_proc
     assert len(tr.finished_hashes("conc")) == n_proc * n

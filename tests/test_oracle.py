@@ -1,8 +1,8 @@
 """The synthetic world's truth as a ranking: the ceiling learned models are read against."""
 import numpy as np
 import pytest
-
 from conftest import tiny_suite
+
 from harness import api
 from harness.errors import ConfigError
 from harness.model import FitContext

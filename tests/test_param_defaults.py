@@ -72,7 +72,7 @@ def _receivers(factory: Callable) -> list[tuple[str, inspect.Signature, frozense
 def _same(a: Any, b: Any) -> bool:
     """Equal by value (tuples and lists alike, 1 == 1.0), but a bool is not a number."""
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, bool) != isinstance(b, bool):
         return False
     return a == b

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import tiny_suite
 from scipy.optimize import linprog
 
-from conftest import tiny_suite
 from harness import api
 from harness.errors import ConfigError
 from harness.matching import NEG, Constraints, FactorScores, PlanningScores, matching_metrics, perplexity
@@ -16,7 +16,6 @@ from harness.suite import build_suite
 from plugins.planners.dual import Dual
 from plugins.planners.greedy import Greedy, greedy_accept
 from plugins.planners.topk import TopK
-
 
 
 def dense(S, kind="intensity", exclude=None, seed=0, **kw):
@@ -150,7 +149,7 @@ def test_greedy_fixed_point_equals_the_sequential_loop():
         xs, ys = order // n_y, order % n_y
         cap_x, cap_y = rng.integers(0, 4, n_x), rng.integers(0, 6, n_y)
         ref, kx, ky = np.zeros(len(xs), bool), cap_x.copy(), cap_y.copy()
-        for i, (x, y) in enumerate(zip(xs, ys)):  # the authors' sequential rule
+        for i, (x, y) in enumerate(zip(xs, ys, strict=False)):  # the authors' sequential rule
             if kx[x] > 0 and ky[y] > 0:
                 kx[x] -= 1
                 ky[y] -= 1

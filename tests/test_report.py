@@ -234,6 +234,7 @@ def test_metric_directions_come_from_the_cells_tag(tmp_path):
     import json as _json
 
     from conftest import tiny_suite
+
     from harness.registry import Registry
     from harness.runner import metric_directions
     from harness.suite import build_suite
@@ -273,7 +274,7 @@ def test_the_report_reads_labels_from_the_run_tags(tmp_path):
             runs.append(row)
     tracker = FakeTracker(pd.DataFrame(runs), {}, {})
     table = results_table(tracker, "fake")
-    assert set(zip(table.method, table.dataset)) == {("X", "synthetic / temporal(h=7)"), ("item_pop", "synthetic"),
+    assert set(zip(table.method, table.dataset, strict=False)) == {("X", "synthetic / temporal(h=7)"), ("item_pop", "synthetic"),
                                                       ("Y · bce", "synthetic / temporal(h=7)")}
     md = write_report(tracker, "fake", tmp_path).read_text()
     assert "| X |  | **0.3050 ± 0.0071** |" in md and "| item_pop | 0.1050 ± 0.0071 |  |" in md
@@ -281,7 +282,7 @@ def test_the_report_reads_labels_from_the_run_tags(tmp_path):
     # given the suite, its labels win for its configurations (tags recorded under an older grid, or none)
     labels = {f"bpr64{seed}": {"method": "bpr(factors=64)", "data": "synthetic"} for seed in range(2)}
     table = results_table(tracker, "fake", labels=labels)
-    assert set(zip(table.method, table.dataset)) == {("bpr(factors=64)", "synthetic"), ("item_pop", "synthetic"),
+    assert set(zip(table.method, table.dataset, strict=False)) == {("bpr(factors=64)", "synthetic"), ("item_pop", "synthetic"),
                                                       ("Y · bce", "synthetic / temporal(h=7)")}
 
 
@@ -289,6 +290,7 @@ def test_the_suite_labels_reach_the_run_tags():
     """Labels are computed at suite expansion: the loss names the method only where its model runs with several
     losses; the split joins the dataset label only where it varies. The runner writes them as the run's tags."""
     from conftest import tiny_suite
+
     from harness.registry import Registry
     from harness.runner import run_cell
     from harness.suite import build_suite

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-
 from conftest import tiny_suite
+
 from harness import api
 from harness.data import Interactions
 from harness.model import FitContext
@@ -14,7 +14,7 @@ from harness.registry import Registry
 from harness.splits import UserStates
 from plugins.datasets.synthetic import _hawkes_times
 from plugins.models import sequence
-from plugins.models.intensity import (HawkesPrior, PopPrior, fit_hawkes, hawkes_design, hawkes_neg_loglik, kernel_decays)
+from plugins.models.intensity import HawkesPrior, PopPrior, fit_hawkes, hawkes_design, hawkes_neg_loglik, kernel_decays
 from plugins.models.sequence import IntensityRecommender, state_inputs, windows
 
 CPU = torch.device("cpu")
@@ -44,8 +44,8 @@ def test_hawkes_loglik_matches_a_hand_computed_case():
     mu, alpha = 0.4, np.array([0.3, 0.2])
     ll = 0.0
     for i, ti in enumerate(t):
-        ll += np.log(mu + sum(a * b * np.exp(-b * (ti - tj)) for a, b in zip(alpha, decays) for tj in t[:i]))
-    ll -= mu * end + sum(a * (1 - np.exp(-b * (end - tj))) for a, b in zip(alpha, decays) for tj in t)
+        ll += np.log(mu + sum(a * b * np.exp(-b * (ti - tj)) for a, b in zip(alpha, decays, strict=False) for tj in t[:i]))
+    ll -= mu * end + sum(a * (1 - np.exp(-b * (end - tj))) for a, b in zip(alpha, decays, strict=False) for tj in t)
     G, I = hawkes_design(np.array([0, 3]), t, np.array([end]), decays, onset=False)
     assert hawkes_neg_loglik(np.r_[mu, alpha], G, I) == pytest.approx(-ll, rel=1e-12)
     # the onset column: an extra kernel from time 0, a_r β_r e^{-β_r t}, integrated to a_r (1 - e^{-β_r end})
@@ -162,7 +162,7 @@ def test_windows_make_every_training_event_a_target_once_after_its_predecessor()
     inp, tgt = windows(ptr, items, max_len=3, bos=11)
     got = sorted(int(x) for x in tgt[tgt >= 0])
     assert got == sorted(items.tolist())
-    pairs = {(int(a), int(b)) for a, b in zip(inp[tgt >= 0], tgt[tgt >= 0])}
+    pairs = {(int(a), int(b)) for a, b in zip(inp[tgt >= 0], tgt[tgt >= 0], strict=False)}
     assert pairs == {(11, 5), (6, 6), (7, 7), (8, 8), (9, 9), (11, 1), (2, 2), (3, 3)}  # token = item + 1
     assert ((inp == 0) == (tgt < 0)).all()
     tok, n_tok = state_inputs(_states([0, 1], [9, 9], [[5, 6, 7, 8, 9], []]), np.array([0, 1]), 3, 11)
@@ -178,7 +178,7 @@ def test_strided_windows_train_each_target_once_with_at_least_max_len_minus_stri
     inp, tgt = windows(ptr, items, max_len=max_len, bos=bos, stride=stride)
     assert sorted(tgt[tgt >= 0].tolist()) == sorted(items.tolist())          # every target exactly once
     assert (tgt >= 0).sum() == len(items)
-    for row_in, row_tgt in zip(inp.numpy(), tgt.numpy()):
+    for row_in, row_tgt in zip(inp.numpy(), tgt.numpy(), strict=False):
         real = row_in[row_in > 0]
         for j in np.flatnonzero(row_tgt >= 0):
             # the context of a trained position is the window's inputs up to it: at least max_len - stride

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import tiny_suite
+
 from harness import api, hookimpl
 from harness.evaluate import ScoreSource, evaluate_full
 from harness.model import FitContext, Model

@@ -13,7 +13,7 @@ from plugins.splits.user import UserSplit
 
 
 def make_ds(rows, n_users=None, n_items=None, unit="day"):
-    u, i, t = (np.array(c) for c in zip(*rows))
+    u, i, t = (np.array(c) for c in zip(*rows, strict=False))
     x = Interactions(user=u.astype(np.int64), item=i.astype(np.int64), time=t.astype(np.float64),
                      n_users=n_users or int(u.max()) + 1, n_items=n_items or int(i.max()) + 1, time_unit=unit)
     return Dataset("toy", x, np.arange(x.n_users), np.arange(x.n_items))
@@ -25,13 +25,13 @@ def random_ds(n_users=60, n_items=30, n=1500, days=40.0, unit="s", seed=0, tie_s
     if tie_step:  # many tied times
         t = np.floor(t / tie_step) * tie_step
     per_day = {"s": 86400.0, "day": 1.0, "hour": 24.0}[unit]
-    rows = list(zip(rng.integers(0, n_users, n), rng.integers(0, n_items, n), t * per_day))
+    rows = list(zip(rng.integers(0, n_users, n), rng.integers(0, n_items, n), t * per_day, strict=False))
     return make_ds(rows, n_users, n_items, unit)
 
 
 def triples(x, mask=None):
     idx = np.arange(len(x)) if mask is None else np.flatnonzero(mask)
-    return set(zip(x.user[idx].tolist(), x.item[idx].tolist(), x.time[idx].tolist()))
+    return set(zip(x.user[idx].tolist(), x.item[idx].tolist(), x.time[idx].tolist(), strict=False))
 
 
 def states_of(ev: EvalSet):
@@ -47,7 +47,7 @@ def check_no_leak(ds: Dataset, split: SplitData, by_window=True):
     contain a target event of their state; target items are events of that user."""
     x = ds.interactions
     all_events = {}
-    for u, i, t in zip(x.user.tolist(), x.item.tolist(), x.time.tolist()):
+    for u, i, t in zip(x.user.tolist(), x.item.tolist(), x.time.tolist(), strict=False):
         all_events.setdefault(u, []).append((i, t))
     for ev in (split.test, split.valid, split.calibration):
         if ev is None:
@@ -57,12 +57,12 @@ def check_no_leak(ds: Dataset, split: SplitData, by_window=True):
         assert (np.diff(s.hist_ptr) >= 0).all() and s.hist_ptr[-1] == len(s.hist_item)
         for u, cut, items, times, targets in states_of(ev):
             own = all_events[u]
-            hist = set(zip(items, times))
+            hist = set(zip(items, times, strict=False))
             assert hist <= set(own), "history holds events that are not the user's"
             assert times == sorted(times)
             # history = exactly the user's events before the cut (for window splits)
             if by_window:
-                assert sorted(zip(times, items)) == sorted((t, i) for i, t in own if t < cut)
+                assert sorted(zip(times, items, strict=False)) == sorted((t, i) for i, t in own if t < cut)
                 target_events = {(i, t) for i, t in own if t >= cut and i in targets}
                 assert not (hist & target_events)
                 for i in targets:
@@ -242,9 +242,9 @@ def check_loo_no_leak(ds, sp_):
             mine = order[x.user[order] == u]
             target_row = mine[-back]
             assert targets == [int(x.item[target_row])]
-            assert list(zip(items, times)) == list(zip(x.item[mine[:-back]].tolist(), x.time[mine[:-back]].tolist()))
+            assert list(zip(items, times, strict=False)) == list(zip(x.item[mine[:-back]].tolist(), x.time[mine[:-back]].tolist(), strict=False))
             assert (u, int(x.item[target_row]), float(x.time[target_row])) not in \
-                {(u, i, t) for i, t in zip(items, times)}
+                {(u, i, t) for i, t in zip(items, times, strict=False)}
             assert cut >= x.time[target_row]
     # train = everything but the last two events of tested users
     held = set()

@@ -9,9 +9,9 @@ next_n_day split with a 10-day horizon.
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_suite
 
 import plugins.models.two_tower as two_tower
-from conftest import tiny_suite
 from harness import api
 from harness.data import Interactions
 from harness.errors import ConfigError

@@ -2,13 +2,13 @@
 through the report writer."""
 import pandas as pd
 import pytest
-
 from conftest import tiny_suite
+from test_report import FakeTracker
+
 from harness.errors import ConfigError
 from harness.registry import Registry
 from harness.report import views, write_report
 from harness.suite import build_suite
-from test_report import FakeTracker
 
 
 def _agg(rows):

@@ -47,7 +47,7 @@ def task_table(agg: pd.DataFrame, long: pd.DataFrame, task: str, pq: PerQuery | 
         return "", False
     cols = {(c.dataset, c.metric): c for c in columns(long[long["metric"].isin(sub["metric"])], task, pq)}
     datasets = list(dict.fromkeys(sub["dataset"]))
-    keys = sorted(dict.fromkeys(zip(sub["dataset"], sub["metric"])), key=lambda k: (datasets.index(k[0]),
+    keys = sorted(dict.fromkeys(zip(sub["dataset"], sub["metric"], strict=False)), key=lambda k: (datasets.index(k[0]),
                                                                                       metric_key(k[1])))
     several = len({d for d, _ in keys}) > 1
     cell = {(r.method, r.dataset, r.metric): r for r in sub.itertuples()}

@@ -55,7 +55,7 @@ def plot_curves(lines: Iterable[tuple[str, list[tuple[int, float]]]], path: Path
     for label, pts in lines:
         if not pts:
             continue
-        steps, values = zip(*sorted(pts))
+        steps, values = zip(*sorted(pts), strict=False)
         ax.plot(steps, values, marker="." if len(pts) < 30 else None, label=label)
         drawn += 1
     if drawn:
@@ -113,7 +113,7 @@ def metric_vs_k(agg: pd.DataFrame, folder: Path) -> list[tuple[str, Path]]:
             continue
         datasets = sorted(group["dataset"].unique())
         fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
-        for ax, ds in zip(axes[0], datasets):
+        for ax, ds in zip(axes[0], datasets, strict=False):
             for method, g in group[group["dataset"] == ds].groupby("method", sort=True):
                 g = g.sort_values("k")
                 ax.errorbar(g["k"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=method)

@@ -134,7 +134,7 @@ def _tests(col: pd.DataFrame, others: list[str], ref: str, task: str, metric: st
         pu.append(_user_p(col, m, ref, task, metric, pq) if pq is not None else math.nan)
     tests: dict[str, dict[str, float]] = {}
     for name, raw, adj in (("t", pt, holm(pt)), ("wilcoxon", pw, holm(pw)), ("users", pu, holm(pu))):
-        for m, p, q in zip(others, raw, adj):
+        for m, p, q in zip(others, raw, adj, strict=False):
             tests.setdefault(m, {})[f"p_{name}"] = p
             tests[m][f"p_{name}_holm"] = q
     return tests

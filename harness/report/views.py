@@ -104,7 +104,7 @@ def scatter(agg: pd.DataFrame, x: str, y: str, path: Path, title: str | None = N
     plt = pyplot()
     datasets = sorted(both["dataset"].unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.5), squeeze=False)
-    for ax, d in zip(axes[0], datasets):
+    for ax, d in zip(axes[0], datasets, strict=False):
         g = both[both["dataset"] == d]
         ax.errorbar(g["mean_x"], g["mean_y"], xerr=g["std_x"].fillna(0), yerr=g["std_y"].fillna(0), fmt="o",
                     capsize=2, alpha=0.8)

@@ -35,10 +35,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.plugin import (Col, DataError, Dataset, DatasetSpec, first_bad, hookimpl, ImpressionRows, Interactions,
-                            locate, Param, read_table, sources_or_path, verify_files)
-
-
+from harness.plugin import (
+    Col,
+    DataError,
+    Dataset,
+    DatasetSpec,
+    ImpressionRows,
+    Interactions,
+    Param,
+    first_bad,
+    hookimpl,
+    locate,
+    read_table,
+    sources_or_path,
+    verify_files,
+)
 
 NAME = "alimama_dmr"
 FOLDER = "taobao-alimama"

@@ -20,11 +20,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.plugin import (bad_line, Col, DataError, Dataset, DatasetSpec, FILTER_PARAMS, finish, first_bad,
-                            hookimpl, iter_lines, locate, Param, read_header, read_table, sources_or_path,
-                            verify_files)
-
-
+from harness.plugin import (
+    FILTER_PARAMS,
+    Col,
+    DataError,
+    Dataset,
+    DatasetSpec,
+    Param,
+    bad_line,
+    finish,
+    first_bad,
+    hookimpl,
+    iter_lines,
+    locate,
+    read_header,
+    read_table,
+    sources_or_path,
+    verify_files,
+)
 
 NAME = "amazon"
 FOLDER = "amazon-electronics"

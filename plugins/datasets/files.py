@@ -18,8 +18,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.plugin import (DataError, Dataset, DatasetSpec, did_you_mean, filter_events, filter_params, from_events,
-                             hookimpl, Param, sha256_file, TIME_UNITS)
+from harness.plugin import (
+    TIME_UNITS,
+    DataError,
+    Dataset,
+    DatasetSpec,
+    Param,
+    did_you_mean,
+    filter_events,
+    filter_params,
+    from_events,
+    hookimpl,
+    sha256_file,
+)
 
 OUR_NAMES = ("user", "item", "time", "value", "event")
 DEFAULT_COLUMNS = {"user": "user", "item": "item", "time": "time"}

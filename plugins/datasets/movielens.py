@@ -25,10 +25,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.plugin import (data_root, DataError, Dataset, DatasetSpec, FILTER_PARAMS, finish, hookimpl, locate,
-                            Param, sources_or_path)
-
-
+from harness.plugin import (
+    FILTER_PARAMS,
+    DataError,
+    Dataset,
+    DatasetSpec,
+    Param,
+    finish,
+    hookimpl,
+    locate,
+    sources_or_path,
+)
 
 LICENCE = "GroupLens research licence: research use only, no redistribution"
 LICENCE_LATEST = ("GroupLens licence: non-commercial research use; redistribution only under the same terms "

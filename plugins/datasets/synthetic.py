@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.plugin import Dataset, DatasetSpec, hookimpl, Interactions, Param, UserStates
+from harness.plugin import Dataset, DatasetSpec, Interactions, Param, UserStates, hookimpl
 
 _FLOOR = 1e-300
 _ALPHA_MAX = 0.9

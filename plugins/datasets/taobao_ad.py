@@ -23,10 +23,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.plugin import (align, Col, DataError, Dataset, DatasetSpec, FILTER_PARAMS, finish, first_bad, hookimpl,
-                            locate, nullable_ints, Param, read_table, sources_or_path, verify_files)
-
-
+from harness.plugin import (
+    FILTER_PARAMS,
+    Col,
+    DataError,
+    Dataset,
+    DatasetSpec,
+    Param,
+    align,
+    finish,
+    first_bad,
+    hookimpl,
+    locate,
+    nullable_ints,
+    read_table,
+    sources_or_path,
+    verify_files,
+)
 
 NAME = "taobao_ad"
 FOLDER = "taobao-ad"

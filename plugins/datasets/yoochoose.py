@@ -18,10 +18,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.plugin import (Col, DataError, Dataset, DatasetSpec, FILTER_PARAMS, finish, first_bad, hookimpl, locate,
-                            Param, read_header, read_table, sources_or_path, verify_files)
-
-
+from harness.plugin import (
+    FILTER_PARAMS,
+    Col,
+    DataError,
+    Dataset,
+    DatasetSpec,
+    Param,
+    finish,
+    first_bad,
+    hookimpl,
+    locate,
+    read_header,
+    read_table,
+    sources_or_path,
+    verify_files,
+)
 
 NAME = "yoochoose"
 FOLDER = "yoochoose"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.plugin import hookimpl, Model, ModelSpec, Param
+from harness.plugin import Model, ModelSpec, Param, hookimpl
 
 
 class BPR(Model):

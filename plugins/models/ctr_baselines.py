@@ -30,8 +30,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.plugin import hookimpl, ModelSpec, Param
-from plugins.models.ctr_models import COMMON, CROSS, CTR_ONLY, HIDDEN, LR, CTRModel, Embeddings, mlp_head, LRNet
+from harness.plugin import ModelSpec, Param, hookimpl
+from plugins.models.ctr_models import COMMON, CROSS, CTR_ONLY, HIDDEN, LR, CTRModel, Embeddings, LRNet, mlp_head
 
 
 def _deep_head(sizes: list[int]) -> nn.Sequential:

@@ -33,8 +33,16 @@ import torch
 from scipy.special import expit
 from torch import nn
 
-from harness.plugin import (ConfigError, DataError, FitContext, hookimpl, ImpressionRows, Model, ModelSpec,
-                             padded_sequences, Param)
+from harness.plugin import (
+    DataError,
+    FitContext,
+    ImpressionRows,
+    Model,
+    ModelSpec,
+    Param,
+    hookimpl,
+    padded_sequences,
+)
 
 PREDICT_BATCH = 4096
 
@@ -48,7 +56,7 @@ def mlp_head(sizes: list[int], base_ctr: float) -> nn.Sequential:
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         layers += [nn.Linear(a, b), nn.PReLU()]
     return nn.Sequential(*layers)
 

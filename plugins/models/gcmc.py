@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.plugin import DataError, hookimpl, Interactions, Model, ModelSpec, Param, states_from_events, UserStates
+from harness.plugin import DataError, Interactions, Model, ModelSpec, Param, UserStates, hookimpl, states_from_events
 
 N_RECENCY = 16   # floor(log2(1 + hours)) buckets 0..15 (15: >= ~1365 days); bucket 16: empty history
 N_FREQUENCY = 16  # floor(log2 |history|) buckets 0..15; bucket 16: empty history

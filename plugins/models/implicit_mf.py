@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.plugin import ConfigError, FitContext, hookimpl, Model, ModelSpec, Param
+from harness.plugin import ConfigError, FitContext, Model, ModelSpec, Param, hookimpl
 
 INSTALL_HINT = 'pip install implicit==0.7.3 (or pip install -e ".[baselines]")'
 

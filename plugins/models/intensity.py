@@ -125,10 +125,10 @@ def fit_hawkes_tick(ptr, t, end, decays, onset: bool, C: float = 1e3, max_iter: 
     except Exception as e:  # ImportError, or tick's attribute error without numpydoc
         raise ConfigError(f"hawkes backend 'tick' is not usable here ({type(e).__name__}: {e}); {TICK_HINT}; "
                           "or use backend: numpy") from None
-    seqs = [np.ascontiguousarray(t[a:b], dtype=np.float64) for a, b in zip(ptr[:-1], ptr[1:])]
+    seqs = [np.ascontiguousarray(t[a:b], dtype=np.float64) for a, b in zip(ptr[:-1], ptr[1:], strict=False)]
     # tick's learner ends each realisation at its last event: a control event at `end` marks it (it excites the data
     # dimension only after the end); with onset, the control dimension also has the onset at 0
-    real = [[s, np.array([0.0, e]) if onset else np.array([float(e)])] for s, e in zip(seqs, end)]
+    real = [[s, np.array([0.0, e]) if onset else np.array([float(e)])] for s, e in zip(seqs, end, strict=False)]
     learner.fit(real)
     theta = [learner.baseline[:1], learner.adjacency[0, 0]]
     if onset:

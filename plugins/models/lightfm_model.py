@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from harness.plugin import ConfigError, hookimpl, Model, ModelSpec, Param
+from harness.plugin import ConfigError, Model, ModelSpec, Param, hookimpl
 
 INSTALL = "pip install rectools-lightfm==1.17.3"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.plugin import ConfigError, hookimpl, Model, ModelSpec
+from harness.plugin import ConfigError, Model, ModelSpec, hookimpl
 
 
 class Oracle(Model):

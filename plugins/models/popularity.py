@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.plugin import hookimpl, Model, ModelSpec
+from harness.plugin import Model, ModelSpec, hookimpl
 
 
 class ItemPop(Model):

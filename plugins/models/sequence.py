@@ -40,8 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from harness.plugin import ConfigError, DataError, hookimpl, Model, ModelSpec, Param, UserStates, validation_ndcg
-
+from harness.plugin import ConfigError, DataError, Model, ModelSpec, Param, UserStates, hookimpl, validation_ndcg
 
 from .intensity import HawkesPoissonPrior, HawkesPrior, PopPrior
 

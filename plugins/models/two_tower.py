@@ -20,13 +20,12 @@ passes over each (shuffled within the window), the parameters carried from one w
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from harness.plugin import ConfigError, hookimpl, Model, ModelSpec, Param
+from harness.plugin import ConfigError, Model, ModelSpec, Param, hookimpl
 
 EXTRACTORS = ("none", "cnn", "gru", "lstm", "transformer")
 AGGREGATORS = ("mean", "last", "max", "attention")

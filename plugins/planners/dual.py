@@ -37,8 +37,19 @@ import time
 import numpy as np
 import torch
 
-from harness.plugin import (ConfigError, CONSTRAINT_PARAMS, Constraints, hookimpl, NEG, Param, Plan, Planner,
-                             PlannerSpec, PlanningScores, topk_assignment)
+from harness.plugin import (
+    CONSTRAINT_PARAMS,
+    NEG,
+    ConfigError,
+    Constraints,
+    Param,
+    Plan,
+    Planner,
+    PlannerSpec,
+    PlanningScores,
+    hookimpl,
+    topk_assignment,
+)
 
 MARGIN = 1e-3
 TOL_COUNT = 1e-3
@@ -151,7 +162,7 @@ def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None
 
             # u-step: per state, E_y[pi] = alpha given v; project to u >= 0
             us, cache = [], None
-            for part, lam in zip(parts, lam_blocks()):
+            for part, lam in zip(parts, lam_blocks(), strict=False):
                 idx = torch.as_tensor(np.asarray(part), device=dev)
                 if k >= n_y:
                     us.append(torch.zeros(len(lam), device=dev))

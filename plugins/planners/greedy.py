@@ -24,8 +24,18 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from harness.plugin import (ConfigError, CONSTRAINT_PARAMS, Constraints, hookimpl, NEG, Param, Plan, Planner,
-                             PlannerSpec, PlanningScores)
+from harness.plugin import (
+    CONSTRAINT_PARAMS,
+    NEG,
+    ConfigError,
+    Constraints,
+    Param,
+    Plan,
+    Planner,
+    PlannerSpec,
+    PlanningScores,
+    hookimpl,
+)
 
 
 def _group_rank(keys: np.ndarray):

@@ -2,7 +2,7 @@
 constrained (the unconstrained ItemRec end of RIM's Figure 4; beta is only measured)."""
 from __future__ import annotations
 
-from harness.plugin import ALPHA, Constraints, hookimpl, Plan, Planner, PlannerSpec, PlanningScores, topk_assignment
+from harness.plugin import ALPHA, Constraints, Plan, Planner, PlannerSpec, PlanningScores, hookimpl, topk_assignment
 
 
 class TopK(Planner):

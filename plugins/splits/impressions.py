@@ -31,11 +31,23 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from harness.plugin import (csr_ranges, DataError, EvalSet, hookimpl, ImpressionRows, Interactions, Param, Split,
-                            SplitData, SplitSpec, states_from_events, summary, time_bounds, users_with_history,
-                            UserStates)
-
-
+from harness.plugin import (
+    DataError,
+    EvalSet,
+    ImpressionRows,
+    Interactions,
+    Param,
+    Split,
+    SplitData,
+    SplitSpec,
+    UserStates,
+    csr_ranges,
+    hookimpl,
+    states_from_events,
+    summary,
+    time_bounds,
+    users_with_history,
+)
 
 
 def before_index(events: Interactions, users: np.ndarray, times: np.ndarray, max_len: int):

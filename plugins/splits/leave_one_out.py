@@ -18,10 +18,22 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from harness.plugin import (csr_ranges, DataError, Dataset, EvalSet, hookimpl, Interactions, Param, require_nonempty,
-                            Split, SplitData, SplitSpec, summary, time_bounds, UserStates)
-
-
+from harness.plugin import (
+    DataError,
+    Dataset,
+    EvalSet,
+    Interactions,
+    Param,
+    Split,
+    SplitData,
+    SplitSpec,
+    UserStates,
+    csr_ranges,
+    hookimpl,
+    require_nonempty,
+    summary,
+    time_bounds,
+)
 
 
 def _loo_set(x: Interactions, users: np.ndarray, starts: np.ndarray, target_pos: np.ndarray, name: str) -> EvalSet:

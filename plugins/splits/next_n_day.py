@@ -18,11 +18,25 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from harness.plugin import (DataError, Dataset, EvalSet, fmt_time, hookimpl, Interactions, Param, require_nonempty,
-                            Split, SplitData, SplitSpec, states_from_events, summary, time_bounds,
-                            users_with_history, UserStates, window_end)
-
-
+from harness.plugin import (
+    DataError,
+    Dataset,
+    EvalSet,
+    Interactions,
+    Param,
+    Split,
+    SplitData,
+    SplitSpec,
+    UserStates,
+    fmt_time,
+    hookimpl,
+    require_nonempty,
+    states_from_events,
+    summary,
+    time_bounds,
+    users_with_history,
+    window_end,
+)
 
 
 def min_count_core(x: Interactions, min_count: int) -> Interactions:
@@ -42,7 +56,7 @@ def _concat(sets: list[EvalSet], name: str) -> EvalSet:
     """Stack eval sets (same item space) into one."""
     st = [e.states for e in sets]
     offs = np.concatenate([[0], np.cumsum([len(s.hist_item) for s in st])])
-    ptr = np.concatenate([[0]] + [s.hist_ptr[1:] + o for s, o in zip(st, offs[:-1])]).astype(np.int64)
+    ptr = np.concatenate([[0]] + [s.hist_ptr[1:] + o for s, o in zip(st, offs[:-1], strict=False)]).astype(np.int64)
     states = UserStates(user=np.concatenate([s.user for s in st]), time=np.concatenate([s.time for s in st]),
                         hist_ptr=ptr, hist_item=np.concatenate([s.hist_item for s in st]),
                         hist_time=np.concatenate([s.hist_time for s in st]))

@@ -21,10 +21,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.plugin import (DataError, Dataset, EvalSet, hookimpl, Interactions, Param, require_nonempty, Split,
-                            SplitData, SplitSpec, states_from_events, summary, time_bounds, users_with_history,
-                            window_end)
-
+from harness.plugin import (
+    DataError,
+    Dataset,
+    Param,
+    Split,
+    SplitData,
+    SplitSpec,
+    hookimpl,
+    require_nonempty,
+    states_from_events,
+    summary,
+    time_bounds,
+    users_with_history,
+    window_end,
+)
 
 # ------------------------------------------------------------------------------------------- the split
 

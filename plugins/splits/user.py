@@ -22,11 +22,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.plugin import (ConfigError, DataError, Dataset, fmt_time, hookimpl, Param, require_nonempty, Split,
-                            SplitData, SplitSpec, states_from_events, summary, time_bounds, users_with_history,
-                            window_end)
-
-
+from harness.plugin import (
+    ConfigError,
+    DataError,
+    Dataset,
+    Param,
+    Split,
+    SplitData,
+    SplitSpec,
+    fmt_time,
+    hookimpl,
+    require_nonempty,
+    states_from_events,
+    summary,
+    time_bounds,
+    users_with_history,
+    window_end,
+)
 
 
 class UserSplit(Split):

@@ -21,7 +21,7 @@ from typing import Any, Callable, TypeVar
 import pandas as pd
 import yaml
 
-from harness.plugin import CellRecord, hookimpl, Param, Tracker, TrackerSpec
+from harness.plugin import CellRecord, Param, Tracker, TrackerSpec, hookimpl
 
 T = TypeVar("T")
 
