@@ -63,6 +63,15 @@ def main() -> None:
     reg = Registry.load()
     metrics = {m: reg.get("metric", m) for m in ("ndcg", "recall")}
 
+    class Fixed(Model):
+        """Cornac's factors, given to the harness's evaluator as a model."""
+
+        def __init__(self, U, V):
+            self.U, self.V = U, V
+
+        def factors(self, states):
+            return torch.as_tensor(self.U[states.user]), torch.as_tensor(self.V)
+
     def evaluate(model) -> dict:
         src = ScoreSource(model, ev, x.n_items, torch.device("cpu"))
         return evaluate_full("itemrec", src, ev, [10], metrics, train.item_counts).metrics
@@ -83,12 +92,14 @@ def main() -> None:
         r = evaluate(bpr)
         out.setdefault("matchbench_fit_s", []).append(fit)
         out.setdefault("matchbench_ndcg_10", []).append(r["ndcg_10"])
-        print(f"matchbench bpr (64 factors, {bpr.epochs} epochs, seed {seed}): fit {fit:.2f} s, NDCG@10 {r['ndcg_10']:.4f}, Recall@10 {r['recall_10']:.4f}")
+        print(f"matchbench bpr (64 factors, {bpr.epochs} epochs, seed {seed}): fit {fit:.2f} s, "
+              f"NDCG@10 {r['ndcg_10']:.4f}, Recall@10 {r['recall_10']:.4f}")
 
     if args.cornac_python:
         with tempfile.TemporaryDirectory() as tmp:
             tr = Path(tmp) / "train.tsv"
-            tr.write_text("\n".join(f"{ds.user_ids[u]}\t{ds.item_ids[i]}" for u, i in zip(train.user, train.item, strict=False)))
+            tr.write_text("\n".join(f"{ds.user_ids[u]}\t{ds.item_ids[i]}"
+                                    for u, i in zip(train.user, train.item, strict=False)))
             script = Path(tmp) / "cornac_bpr.py"
             script.write_text(CORNAC)
             for k in (10, 64):
@@ -104,13 +115,10 @@ def main() -> None:
                 V[[iix[i] for i in f["items"]], :k] = f["V"]
                 V[[iix[i] for i in f["items"]], k] = f["b"]
 
-                class Fixed(Model):
-                    def factors(self, states):
-                        return torch.as_tensor(U[states.user]), torch.as_tensor(V)
-
-                r = evaluate(Fixed())
+                r = evaluate(Fixed(U, V))
                 out[f"cornac_k{k}_fit_s"], out[f"cornac_k{k}_ndcg_10"] = float(f["fit"]), r["ndcg_10"]
-                print(f"cornac BPR (k={k}, 100 iters): fit {float(f['fit']):.2f} s, NDCG@10 {r['ndcg_10']:.4f}, Recall@10 {r['recall_10']:.4f}")
+                print(f"cornac BPR (k={k}, 100 iters): fit {float(f['fit']):.2f} s, "
+                      f"NDCG@10 {r['ndcg_10']:.4f}, Recall@10 {r['recall_10']:.4f}")
     print(json.dumps(out))
 
 

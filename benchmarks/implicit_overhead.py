@@ -101,7 +101,8 @@ def main() -> None:
         _, _, ids = direct()       # warm-up (imports, first calls, allocator), not timed
         _, _, res = harness()
         for r in range(args.repeats):
-            order = (("direct", direct), ("harness", harness)) if r % 2 == 0 else (("harness", harness), ("direct", direct))
+            order = ((("direct", direct), ("harness", harness)) if r % 2 == 0
+                     else (("harness", harness), ("direct", direct)))
             for name, fn in order:
                 a, b, _ = fn()
                 times[f"{name}_fit"].append(a)
@@ -109,8 +110,10 @@ def main() -> None:
 
     same = float((np.asarray(ids, np.int64) == res.topk.index).all(1).mean())
     med = {k: statistics.median(v) for k, v in times.items()}
-    direct_total = statistics.median([a + b for a, b in zip(times["direct_fit"], times["direct_rank"], strict=False)])
-    harness_total = statistics.median([a + b for a, b in zip(times["harness_fit"], times["harness_eval"], strict=False)])
+    direct_total = statistics.median(
+        [a + b for a, b in zip(times["direct_fit"], times["direct_rank"], strict=False)])
+    harness_total = statistics.median(
+        [a + b for a, b in zip(times["harness_fit"], times["harness_eval"], strict=False)])
     ratio = harness_total / direct_total
     # each repeat's two runs are adjacent in time: the median of their ratios is less exposed to drifting load
     paired = statistics.median([(a + b) / (c + d) for a, b, c, d in zip(

@@ -93,7 +93,8 @@ def movielens_sized(device: str, repeats: int = 20) -> float:
     states = UserStates(np.arange(n_u), np.zeros(n_u), hist.indptr.astype(np.int64), hist.indices.astype(np.int64),
                         np.zeros(hist.nnz))
     ev = EvalSet(states=states, targets=targets, exclude=hist)
-    u, v = torch.as_tensor(rng.standard_normal((n_u, d)), dtype=torch.float32), torch.as_tensor(rng.standard_normal((n_i, d)), dtype=torch.float32)
+    u = torch.as_tensor(rng.standard_normal((n_u, d)), dtype=torch.float32)
+    v = torch.as_tensor(rng.standard_normal((n_i, d)), dtype=torch.float32)
 
     class Factors(Model):
         def factors(self, states):
@@ -120,7 +121,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="best of N alternating runs")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
-    print(f"device={args.device} torch_threads={torch.get_num_threads()} d={args.d} top-{args.k} budget={args.budget_mib} MiB")
+    print(f"device={args.device} torch_threads={torch.get_num_threads()} d={args.d} top-{args.k} "
+          f"budget={args.budget_mib} MiB")
     results = []
     for n_users, n_items in (QUICK if args.quick else SIZES):
         # alternate the two, best of `repeats` each, so neither pays for a cold machine

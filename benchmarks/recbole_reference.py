@@ -11,7 +11,8 @@ fixes) and put that folder on PYTHONPATH. Usage:
     PYTHONPATH=... python -m benchmarks.recbole_reference rescore CKPT/GRU4Rec-*.pth [...]
 
 `convert` writes all 100,000 ratings of MovieLens-100K's u.data (found where the `movielens` dataset finds it, or
---src) as RecBole's atomic `ml-100k.inter` (no rating threshold, as the harness's `movielens` dataset). Prints one JSON line per model.
+--src) as RecBole's atomic `ml-100k.inter` (no rating threshold, as the harness's `movielens` dataset). Prints one
+JSON line per model.
 """
 from __future__ import annotations
 

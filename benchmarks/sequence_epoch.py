@@ -60,7 +60,8 @@ def main(argv=None) -> dict:
                 row[f"recall_10_{proto}"] = float(res.metrics["recall_10"])
             runs.append(row)
             print(f"{name:8s} seed {seed}: epoch {row['epoch_s_median']:.2f}s (median of {row['epochs_run']}, best "
-                  f"{row['best_epoch']}; RecBole {RECBOLE_EPOCH_S[name]}s, x{RECBOLE_EPOCH_S[name] / row['epoch_s_median']:.1f})"
+                  f"{row['best_epoch']}; RecBole {RECBOLE_EPOCH_S[name]}s, "
+                  f"x{RECBOLE_EPOCH_S[name] / row['epoch_s_median']:.1f})"
                   f"  NDCG@10 seen excluded {row['ndcg_10_excluded']:.4f} (RecBole {RECBOLE_NDCG[name]['excluded']}),"
                   f" kept {row['ndcg_10_kept']:.4f} (RecBole {RECBOLE_NDCG[name]['kept']})", flush=True)
         summary = {k: float(np.mean([r[k] for r in runs])) for k in runs[0] if k not in ("seed", "best_epoch")}

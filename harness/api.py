@@ -37,7 +37,8 @@ def suite(suite: str | Path | dict, registry: Registry | None = None, **override
 
 
 def run(suite_: str | Path | dict, registry: Registry | None = None, jobs: int = 1, executor: str = "local",
-        tracking_uri: str | None = None, rerun: bool = False, report: bool | None = None, **overrides: Any) -> pd.DataFrame:
+        tracking_uri: str | None = None, rerun: bool = False, report: bool | None = None,
+        **overrides: Any) -> pd.DataFrame:
     """Run a suite (overrides replace top-level suite keys) and return this invocation's records as a frame."""
     registry = registry or Registry.load()
     s = suite(suite_, registry, **overrides)
@@ -53,7 +54,8 @@ def run(suite_: str | Path | dict, registry: Registry | None = None, jobs: int =
     return pd.DataFrame(rows)
 
 
-def results(suite_: str | Path | dict, registry: Registry | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
+def results(suite_: str | Path | dict, registry: Registry | None = None,
+            tracking_uri: str | None = None) -> pd.DataFrame:
     """The aggregated results table (mean/std over seeds) of a suite, read from the tracker."""
     from .report import results_table, suite_labels
 

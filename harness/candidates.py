@@ -140,7 +140,8 @@ def _check_feasible(owner, invalid: sp.csr_matrix, w, n: int, task: str) -> None
         q = int(np.flatnonzero(short)[0])
         what = "items" if task == "itemrec" else "states"
         zero = " with non-zero weight" if w is not None else ""
-        raise DataError(f"sampled candidates ({task}): query {q} (owner {int(owner[q])}) has only {int(avail[owner[q]])} "
+        raise DataError(f"sampled candidates ({task}): query {q} (owner {int(owner[q])}) "
+                        f"has only {int(avail[owner[q]])} "
                         f"possible negative {what}{zero}, fewer than negatives={n}; lower negatives"
                         + (" or use weighting: uniform" if w is not None else " or use full ranking"))
 
@@ -197,10 +198,14 @@ def _draw(rng: np.random.Generator, owner: np.ndarray, invalid: sp.csr_matrix, w
     if invalid.shape[0] * n_pool <= _DENSE_CELLS:  # a flat boolean table is faster than the key lookup
         table = np.zeros(invalid.shape[0] * n_pool, dtype=bool)
         table[_pair_keys(invalid)] = True
-        lookup = lambda own, c: table[own[:, None] * n_pool + c]  # noqa: E731
+
+        def lookup(own, c):
+            return table[own[:, None] * n_pool + c]
     else:
         keys = _pair_keys(invalid)
-        lookup = lambda own, c: _is_invalid(keys, n_pool, own, c)  # noqa: E731
+
+        def lookup(own, c):
+            return _is_invalid(keys, n_pool, own, c)
     for _ in range(_MAX_ROUNDS):
         if len(pending) == 0:
             return out

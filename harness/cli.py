@@ -11,7 +11,8 @@ EXIT_USAGE = 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="matchbench", description="Benchmark user-item matching methods on shared data, splits and metrics.")
+    p = argparse.ArgumentParser(prog="matchbench",
+                                description="Benchmark user-item matching methods on shared data, splits and metrics.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a suite (resumes: cells already FINISHED are skipped)")
     r.add_argument("suite", help="suite YAML path, or a name in ./suites")
@@ -22,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tracking-uri", default=None, help="MLflow store (default: the suite's, else sqlite:///mlruns.db)")
     r.add_argument("--no-report", action="store_true", help="do not write reports/<suite>.md afterwards")
     ls = sub.add_parser("list", help="list plugins with their parameters")
-    ls.add_argument("kind", nargs="?", default=None, help="dataset(s), split(s), model(s), loss(es), planner(s), metric(s), tracker(s)")
+    ls.add_argument("kind", nargs="?", default=None,
+                    help="dataset(s), split(s), model(s), loss(es), planner(s), metric(s), tracker(s)")
     ls.add_argument("pattern", nargs="?", default=None, help="only names matching this shell wildcard, e.g. '*rnn*'")
     rp = sub.add_parser("report", help="write reports/<suite>.md from the tracking store")
     rp.add_argument("suite")
@@ -116,7 +118,8 @@ def cmd_run(args) -> int:
     jobs = args.jobs or s.jobs
     if args.dry_run:
         for c in s.cells:
-            con.print(f"  {c.config_hash}  {c.run_name}" + (f"  [yellow]skipped: {c.skip_reason}[/yellow]" if c.skip_reason else ""))
+            con.print(f"  {c.config_hash}  {c.run_name}"
+                      + (f"  [yellow]skipped: {c.skip_reason}[/yellow]" if c.skip_reason else ""))
         con.print(f"{len(s.cells)} cells ({len(s.runnable)} to run) — validated, nothing run (--dry-run)")
         return 0
     tracker = make_tracker(reg, s, args.tracking_uri)
@@ -129,7 +132,8 @@ def cmd_run(args) -> int:
         def on_record(rec, done, total):
             counts[rec.status] += 1
             prog.update(cells_task, completed=done, total=total)
-            mark = {"FINISHED": "[green]done[/green]", "FAILED": "[red]FAILED[/red]", "SKIPPED": "[yellow]skipped[/yellow]"}
+            mark = {"FINISHED": "[green]done[/green]", "FAILED": "[red]FAILED[/red]",
+                    "SKIPPED": "[yellow]skipped[/yellow]"}
             prog.console.print(f"{mark[rec.status]} {rec.run_name} ({rec.wall_time:.1f}s)"
                                + (f": {rec.reason}" if rec.reason else "")
                                + (f": {rec.error.strip().splitlines()[-1]}" if rec.error else ""))
@@ -249,7 +253,8 @@ def cmd_datasets(args) -> int:
     print(f"{spec.name}: {spec.description}")
     for p in spec.params:
         print(f"  {p.describe()}")
-    for card in (Path("datasets") / f"{spec.name}.md", Path(__file__).resolve().parents[1] / "datasets" / f"{spec.name}.md"):
+    for card in (Path("datasets") / f"{spec.name}.md",
+                 Path(__file__).resolve().parents[1] / "datasets" / f"{spec.name}.md"):
         if card.exists():
             print()
             print(card.read_text())

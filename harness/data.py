@@ -55,7 +55,9 @@ class Interactions:
 
     def subset(self, mask_or_index: np.ndarray) -> "Interactions":
         """The events selected by a boolean mask or an index array (same id spaces)."""
-        take = lambda a: None if a is None else a[mask_or_index]  # noqa: E731
+        def take(a):
+            return None if a is None else a[mask_or_index]
+
         return replace(self, user=self.user[mask_or_index], item=self.item[mask_or_index],
                        time=self.time[mask_or_index], value=take(self.value), event=take(self.event),
                        features={k: v[mask_or_index] for k, v in self.features.items()})
@@ -159,7 +161,9 @@ class Dataset:
         meta = json.loads((path / "meta.json").read_text())
         df = pd.read_parquet(path / "interactions.parquet")
         x = Interactions.from_frame(df, meta["n_users"], meta["n_items"], meta["time_unit"])
-        opt = lambda f: pd.read_parquet(path / f) if (path / f).exists() else None  # noqa: E731
+        def opt(f):
+            return pd.read_parquet(path / f) if (path / f).exists() else None
+
         return cls(name=meta["name"], interactions=x,
                    user_ids=pd.read_parquet(path / "users.parquet")["raw"].to_numpy(dtype=object),
                    item_ids=pd.read_parquet(path / "items.parquet")["raw"].to_numpy(dtype=object),

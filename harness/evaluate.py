@@ -66,7 +66,8 @@ class ScoreSource:
         if self.u is not None:
             scorer = factor_scorer(self.u, self.v, state_rows)
         else:
-            scorer = lambda blk: self._state_block(state_rows[blk])  # noqa: E731
+            def scorer(blk):
+                return self._state_block(state_rows[blk])
         excl = None if exclude is None else exclude[state_rows]
         return topk_rows(scorer, len(state_rows), self.n_items, k, excl, budget_mib, block_size)
 
@@ -92,7 +93,8 @@ class ScoreSource:
             if excl_c is not None:
                 sub = excl_c[:, blk].tocsr()
                 r = np.repeat(np.arange(sub.shape[0]), np.diff(sub.indptr))
-                s[torch.as_tensor(r, device=s.device), torch.as_tensor(sub.indices.astype(np.int64), device=s.device)] = -torch.inf
+                cols_ex = torch.as_tensor(sub.indices.astype(np.int64), device=s.device)
+                s[torch.as_tensor(r, device=s.device), cols_ex] = -torch.inf
             idx = torch.arange(blk.start, blk.stop, device=self.device).expand(len(item_rows), -1)
             run_v, run_i = merge_topk(torch.cat([run_v, s], 1), torch.cat([run_i, idx], 1), k)
         return TopK(index=run_i.cpu().numpy(), score=run_v.cpu().numpy())

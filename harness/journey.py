@@ -201,7 +201,8 @@ def record(j: Journey, out: Path) -> None:
 
 
 def _ranking_frames(task: str, res, evalset, dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Top-K lists and targets in raw ids: (task, query, state, rank, candidate, score), (task, query, state, target)."""
+    """Top-K lists and targets in raw ids: (task, query, state, rank, candidate, score),
+    (task, query, state, target)."""
     states = evalset.states
     n, k = res.topk.index.shape
     user_raw = np.asarray(dataset.user_ids, dtype=object)

@@ -37,7 +37,8 @@ from .schema import Param
 DIRECTIONS = {"precision": 1, "recall": 1, "item_perplexity": 1, "user_perplexity": 1, "item_coverage": 1,
               "beta_satisfied": 1, "beta_max_satisfied": 1, "delivered_share": 0, "per_state": 0}  # for reports
 
-ALPHA = Param("alpha", "float", 0.01, "user capacity: share of the catalogue per user-state (K/|Y|)", low=1e-12, high=1.0)
+ALPHA = Param("alpha", "float", 0.01, "user capacity: share of the catalogue per user-state (K/|Y|)",
+              low=1e-12, high=1.0)
 CONSTRAINT_PARAMS = (
     ALPHA,
     Param("beta", "float", 0.0, "item minimum exposure: share of user-states per item", low=0.0, high=1.0),

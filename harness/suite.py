@@ -61,7 +61,9 @@ class Cell:
 
     def config(self) -> dict[str, Any]:
         """Everything that determines the cell's result (and nothing about where it is tracked)."""
-        comp = lambda c: None if c is None else {"name": c.name, "params": c.params}  # noqa: E731
+        def comp(c):
+            return None if c is None else {"name": c.name, "params": c.params}
+
         return {"dataset": comp(self.dataset), "split": comp(self.split), "model": comp(self.model),
                 "loss": comp(self.loss), "seed": self.seed, "settings": self.settings.as_config()}
 
@@ -337,7 +339,8 @@ def _varying(comps: list[Component]) -> dict[str, set[str]]:
         by_name.setdefault(c.name, []).append(c)
     for name, group in by_name.items():
         keys = {k for c in group for k in c.params}
-        out[name] = {k for k in keys if len({json.dumps(c.params.get(k), sort_keys=True, default=str) for c in group}) > 1}
+        out[name] = {k for k in keys
+                     if len({json.dumps(c.params.get(k), sort_keys=True, default=str) for c in group}) > 1}
     return out
 
 
@@ -354,7 +357,8 @@ def _prune(cells: list[Cell], include, exclude, source: str) -> list[Cell]:
             known = {k for c in cells for k in c.flat_params()}
             bad = [k for k in p if k not in known]
             if bad and cells:
-                raise ConfigError([f"{key}[{n}]: unknown key {k!r}{did_you_mean(k, sorted(known))}" for k in bad], source)
+                raise ConfigError([f"{key}[{n}]: unknown key {k!r}{did_you_mean(k, sorted(known))}" for k in bad],
+                                  source)
     if include:
         cells = [c for c in cells if any(_matches(c, p) for p in _as_list(include))]
     if exclude:

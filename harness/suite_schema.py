@@ -68,7 +68,8 @@ class Entry(BaseModel):
 class ModelEntry(Entry):
     """A model with its parameters, optionally its own losses and the name reports give it."""
 
-    loss: Any = Field(None, description="loss name(s) or {name, **params} for this model only (else the suite's losses)")
+    loss: Any = Field(None,
+                      description="loss name(s) or {name, **params} for this model only (else the suite's losses)")
     label: NonEmpty | None = Field(None, description="the method's name in reports (e.g. DMR-NO-AM)")
 
     @property

@@ -60,7 +60,8 @@ def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed
         return {}
     rng = np.random.default_rng([seed, 7])
     n_items = source.n_items
-    rows = np.arange(len(states)) if len(states) <= max_states else np.sort(rng.choice(len(states), max_states, replace=False))
+    rows = (np.arange(len(states)) if len(states) <= max_states
+            else np.sort(rng.choice(len(states), max_states, replace=False)))
     items = np.arange(n_items) if n_items <= max_items else np.sort(rng.choice(n_items, max_items, replace=False))
     scores = source.pair_scores(np.broadcast_to(rows[:, None], (len(rows), len(items))),
                                 np.broadcast_to(items[None, :], (len(rows), len(items)))).astype(np.float64)

@@ -82,7 +82,7 @@ def test_malformed_lines_are_named(tmp_path):
              "text": ",".join(["x"] + good[1:])}
     for what, bad in cases.items():
         folder = _write(tmp_path / what, {"train.txt": [HAND[1], bad]})
-        raises_data_error(lambda: load_alimama_dmr(str(folder), verify=False), "train.txt", "line 2",
+        raises_data_error(lambda folder=folder: load_alimama_dmr(str(folder), verify=False), "train.txt", "line 2",
                           "267 comma-separated")
     raises_data_error(lambda: load_alimama_dmr(_empty(tmp_path)), "no .txt/.csv file")
 

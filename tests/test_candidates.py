@@ -52,8 +52,8 @@ def test_rows_are_valid(split, task, weighting):
     check_rows(c, split.test, task, 20)
     if task == "itemrec":
         assert np.array_equal(c.query_state, c.owner)
-        with pytest.raises(AttributeError):
-            c.query_item
+        with pytest.raises(AttributeError, match="query_item is defined for userrec candidates"):
+            _ = c.query_item
     else:
         assert np.array_equal(c.query_item, c.owner)
 

@@ -81,7 +81,8 @@ def test_list_unknown_kind_names_the_nearest(capsys):
 
 def test_list_filters_names_by_wildcard(capsys):
     assert main(["list", "models", "*rnn*"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("  ") and not line.startswith("   ")]
     assert names and all("rnn" in n for n in names) and "rnn" in names
     assert main(["list", "models", "zz*"]) == 0
     assert "no models match 'zz*'" in capsys.readouterr().out

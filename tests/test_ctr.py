@@ -220,7 +220,8 @@ def test_dmr_ranks_items_by_its_match_score(reg, world_split, fitted):
     res = evaluate_full("itemrec", src, split.test, [10], {"recall": reg.get("metric", "recall")},
                         split.train.item_counts)
     assert res.metrics["recall_10"] > 0.3                    # 10 of 120 items at random: about 0.08
-    assert truth_metrics(ds, split.test, src, Registry.load().get("model", "dmr").score_kind)["truth/spearman_item_given_user_per_state"] > 0.4
+    truth = truth_metrics(ds, split.test, src, Registry.load().get("model", "dmr").score_kind)
+    assert truth["truth/spearman_item_given_user_per_state"] > 0.4
     # the no_u2i ablation has no User-to-Item network: its spec serves ctr only, so an itemrec suite refuses it
     assert reg.get("model", "dmr").serves({"no_u2i": True}) == {"ctr"}
     suite = {"name": "t", "datasets": [{"name": "synthetic", "n_users": 50, "n_items": 20, "impressions": True}],
@@ -228,7 +229,6 @@ def test_dmr_ranks_items_by_its_match_score(reg, world_split, fitted):
              "models": [{"name": "dmr", "no_u2i": True}]}
     with pytest.raises(ConfigError, match=r"no_u2i=True\): cannot serve itemrec"):
         build_suite(suite, reg)
-        d.factors(split.test.states)
 
 
 @pytest.mark.parametrize("switch", ["no_u2i", "no_i2i", "no_aux", "no_pos", "double_embedding"])
@@ -291,7 +291,8 @@ def test_ctr_suite_runs_end_to_end(workdir, reg):
         build_suite({k: v for k, v in tiny_suite(tasks=["ctr"], models=["item_pop"], **ctr_split).items()
                      if k != "metrics"}, reg)
     with pytest.raises(ConfigError, match="ctr needs a split that yields impressions") as err:
-        build_suite({k: v for k, v in tiny_suite(name="bad", tasks=["ctr"], models=[{"name": "lr", "epochs": 1}]).items()
+        build_suite({k: v for k, v in tiny_suite(name="bad", tasks=["ctr"],
+                                                 models=[{"name": "lr", "epochs": 1}]).items()
                      if k != "metrics"}, reg)
     assert "model 'lr' (epochs=1): requires impressions" in str(err.value)  # every problem at once
 

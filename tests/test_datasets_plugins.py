@@ -140,7 +140,8 @@ def test_amazon_malformed(tmp_path):
     raises(lambda: load_amazon(str(f)), str(f), "line 2", "user,item,rating,timestamp", "3 fields, not 4")
     f = write(tmp_path, "ratings_X.csv", "u1,i1,5.0,1365811200\nu2,i2,five,1365811200\n")
     raises(lambda: load_amazon(str(f)), "line 2", "rating: 'five' is not a number")
-    f = write(tmp_path, "r.json", '{"reviewerID": "A", "asin": "B", "overall": 5.0, "unixReviewTime": 1}\n{"reviewerID": "A"\n')
+    f = write(tmp_path, "r.json",
+              '{"reviewerID": "A", "asin": "B", "overall": 5.0, "unixReviewTime": 1}\n{"reviewerID": "A"\n')
     raises(lambda: load_amazon(str(f)), str(f), "line 2", "reviewerID (text), asin (text)", "not JSON")
     f = write(tmp_path, "r.json", '{"reviewerID": "A", "asin": "B", "overall": 5.0}\n')
     raises(lambda: load_amazon(str(f)), "line 1", "unixReviewTime missing")
@@ -178,7 +179,8 @@ def test_taobao_ad_malformed(tmp_path):
     folder = tmp_path / "t"
     shutil.copytree(FIX / "taobao-ad-tiny", folder)
     raw = folder / "raw_sample.csv"
-    raw.write_text(raw.read_text().replace("914836,1494651029,5,430548_1007,0,1", "914836,1494651029,5,430548_1007,0,2"))
+    raw.write_text(raw.read_text().replace("914836,1494651029,5,430548_1007,0,1",
+                                           "914836,1494651029,5,430548_1007,0,2"))
     raises(lambda: load_taobao_ad(str(folder)), str(raw), "line 5", "user,time_stamp,adgroup_id,pid,nonclk,clk",
            "clk/nonclk")
     shutil.copy(FIX / "taobao-ad-tiny" / "raw_sample.csv", raw)

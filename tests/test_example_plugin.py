@@ -71,7 +71,8 @@ def test_examples_import_nothing_but_harness_plugin():
 def test_the_import_check_can_fail(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("from harness.model import Model\nimport harness\nfrom plugins.models.bpr import BPR\n"
-                     "import sklearn\nfrom harness.plugin import Model\nimport numpy.linalg\nfrom pathlib import Path\n")
+                     "import sklearn\nfrom harness.plugin import Model\nimport numpy.linalg\n"
+                     "from pathlib import Path\n")
     assert [v.split(": ")[1] for v in import_violations(probe)] == [
         "imports harness.model", "imports harness", "imports plugins.models.bpr", "imports sklearn"]
 
@@ -91,7 +92,8 @@ def test_the_example_dataset_names_the_bad_line_and_verifies_only_its_own_file(t
     mine = api.plugin("dataset", "tsv_ratings", path=str(f))
     assert len(mine.interactions) == 2 and not mine.meta["verified"]
     f.write_text("user\titem\trating\ttimestamp\nu1\ti1\t4\t100\nu1\ti2\tfive\t200\n")
-    raises_data_error(lambda: api.plugin("dataset", "tsv_ratings", path=str(f)), f"{f}: line 3", "'five'", "fix or delete")
+    raises_data_error(lambda: api.plugin("dataset", "tsv_ratings", path=str(f)), f"{f}: line 3", "'five'",
+                      "fix or delete")
     f.write_text("user\titem\trating\ttimestamp\nu1\ti1\t-1\t100\n")
     raises_data_error(lambda: api.plugin("dataset", "tsv_ratings", path=str(f)), "line 2", "a negative rating")
 

@@ -61,7 +61,7 @@ def ml_als(reg, ml_splits):
     """ALS (default parameters) fitted through the harness on each split."""
     pytest.importorskip("implicit")
     out = {}
-    for name, (train, ev) in ml_splits.items():
+    for name, (train, _) in ml_splits.items():
         model = reg.create("model", "als")
         model.fit(train, None, ctx(0))
         out[name] = model
@@ -197,11 +197,12 @@ def test_als_factors_do_not_depend_on_the_thread_count(reg, tiny):
 def test_progress_and_training_loss_reach_the_fit_context(reg, tiny):
     pytest.importorskip("implicit")
     train, _ = tiny
-    for name, params in (("als", dict(SMALL["als"], calculate_training_loss=True)), ("logistic_mf", SMALL["logistic_mf"])):
+    for name, params in (("als", dict(SMALL["als"], calculate_training_loss=True)),
+                         ("logistic_mf", SMALL["logistic_mf"])):
         curve, progress = [], []
         m = reg.create("model", name, **params)
-        m.fit(train, None, ctx(0, log_metric=lambda k, v, s: curve.append((k, s, v)),
-                               progress=lambda e, n: progress.append((e, n))))
+        m.fit(train, None, ctx(0, log_metric=lambda k, v, s, curve=curve: curve.append((k, s, v)),
+                               progress=lambda e, n, progress=progress: progress.append((e, n))))
         n = params["iterations"]
         assert progress == [(e, n) for e in range(1, n + 1)], name
         if name == "als":

@@ -33,8 +33,8 @@ def test_plugins_registered():
     reg = Registry.load()
     for name in ("csv", "parquet", "movielens"):
         assert name in reg.names("dataset")
-    assert {"path", "columns", "time_unit", "time_format", "sep", "header", "features", "ordered", "event_types", "start",
-            "end", "min_user_interactions", "min_item_interactions", "k_core", "max_history"} == \
+    assert {"path", "columns", "time_unit", "time_format", "sep", "header", "features", "ordered", "event_types",
+            "start", "end", "min_user_interactions", "min_item_interactions", "k_core", "max_history"} == \
         set(reg.get("dataset", "csv").schema.names())
     assert "sep" not in reg.get("dataset", "parquet").schema.names()
 

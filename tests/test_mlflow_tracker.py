@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 
 from harness.tracking import CellRecord
+from plugins.trackers.mlflow_tracker import MlflowTracker, _absolute_sqlite, retry  # imports mlflow lazily
 
 pytest.importorskip("mlflow")
-
-from plugins.trackers.mlflow_tracker import MlflowTracker, _absolute_sqlite, retry  # noqa: E402
 
 
 @pytest.fixture(scope="module")

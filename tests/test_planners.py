@@ -105,7 +105,10 @@ def test_online_dual_meets_beta_on_states_it_never_saw():
     rng = np.random.default_rng(7)
     items = rng.normal(size=(40, 6))
     pop = np.linspace(2, 0, 40)  # skewed item popularity: top-K alone starves most items
-    states = lambda n: np.c_[rng.normal(size=(n, 6)), np.ones(n)]  # noqa: E731
+
+    def states(n):
+        return np.c_[rng.normal(size=(n, 6)), np.ones(n)]
+
     v = np.c_[items, pop]
     cal = PlanningScores(FactorScores(states(600), v), "log_intensity", seed=0)
     test = PlanningScores(FactorScores(states(600), v), "log_intensity", seed=1)

@@ -25,7 +25,8 @@ def _imports(path: pathlib.Path):
 
 
 def surface_violations(path: pathlib.Path, family: str | None) -> list[str]:
-    """What a plugin module of `family` (plugins/<family>/...; None for a third-party package) imports that it may not."""
+    """What a plugin module of `family` (plugins/<family>/...; None for a third-party package) imports that it
+    may not."""
     out = []
     for line, module, names, level in _imports(path):
         where = f"{path.relative_to(ROOT)}:{line}"

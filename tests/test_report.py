@@ -190,7 +190,7 @@ def test_ranking_survives_nan_and_rounding_edge_cases(tmp_path):
                          "params.model": model, "params.dataset": "d", "params.split": "s", "params.loss": "none",
                          "params.seed": str(seed), "metrics.matching/dual/item_perplexity": v})
     md = write_report(FakeTracker(pd.DataFrame(runs), {}, {}), "fake", tmp_path).read_text()
-    line = next(l for l in md.splitlines() if l.startswith("| a "))
+    line = next(row for row in md.splitlines() if row.startswith("| a "))
     assert "**" in line
 
 
@@ -274,16 +274,18 @@ def test_the_report_reads_labels_from_the_run_tags(tmp_path):
             runs.append(row)
     tracker = FakeTracker(pd.DataFrame(runs), {}, {})
     table = results_table(tracker, "fake")
-    assert set(zip(table.method, table.dataset, strict=False)) == {("X", "synthetic / temporal(h=7)"), ("item_pop", "synthetic"),
-                                                      ("Y · bce", "synthetic / temporal(h=7)")}
+    assert set(zip(table.method, table.dataset, strict=False)) == {("X", "synthetic / temporal(h=7)"),
+                                                                   ("item_pop", "synthetic"),
+                                                                   ("Y · bce", "synthetic / temporal(h=7)")}
     md = write_report(tracker, "fake", tmp_path).read_text()
     assert "| X |  | **0.3050 ± 0.0071** |" in md and "| item_pop | 0.1050 ± 0.0071 |  |" in md
     assert "factors=" not in md
     # given the suite, its labels win for its configurations (tags recorded under an older grid, or none)
     labels = {f"bpr64{seed}": {"method": "bpr(factors=64)", "data": "synthetic"} for seed in range(2)}
     table = results_table(tracker, "fake", labels=labels)
-    assert set(zip(table.method, table.dataset, strict=False)) == {("bpr(factors=64)", "synthetic"), ("item_pop", "synthetic"),
-                                                      ("Y · bce", "synthetic / temporal(h=7)")}
+    assert set(zip(table.method, table.dataset, strict=False)) == {("bpr(factors=64)", "synthetic"),
+                                                                   ("item_pop", "synthetic"),
+                                                                   ("Y · bce", "synthetic / temporal(h=7)")}
 
 
 def test_the_suite_labels_reach_the_run_tags():

@@ -44,7 +44,8 @@ def test_hawkes_loglik_matches_a_hand_computed_case():
     mu, alpha = 0.4, np.array([0.3, 0.2])
     ll = 0.0
     for i, ti in enumerate(t):
-        ll += np.log(mu + sum(a * b * np.exp(-b * (ti - tj)) for a, b in zip(alpha, decays, strict=False) for tj in t[:i]))
+        ll += np.log(mu + sum(a * b * np.exp(-b * (ti - tj))
+                              for a, b in zip(alpha, decays, strict=False) for tj in t[:i]))
     ll -= mu * end + sum(a * (1 - np.exp(-b * (end - tj))) for a, b in zip(alpha, decays, strict=False) for tj in t)
     G, I = hawkes_design(np.array([0, 3]), t, np.array([end]), decays, onset=False)
     assert hawkes_neg_loglik(np.r_[mu, alpha], G, I) == pytest.approx(-ll, rel=1e-12)
@@ -273,7 +274,11 @@ def test_intensity_variants_reuse_the_sequence_fit_of_the_same_seed_and_data(reg
     assert [c for c in pop_log if c[0] == "train/loss"] == [c for c in base_log if c[0] == "train/loss"]
     states = _states([0, 1], [10.0, 10.0], [[1, 2, 3], [4]])
     np.testing.assert_allclose(pop.log_item_probs(states).numpy(), base.log_item_probs(states).numpy(), atol=1e-6)
-    score = lambda m: (lambda u, v: (u @ v.T).numpy())(*m.factors(states))  # noqa: E731
+
+    def score(m):
+        u, v = m.factors(states)
+        return (u @ v.T).numpy()
+
     diff = score(pop) - score(base)
     np.testing.assert_allclose(diff, np.broadcast_to(pop.log_prior(states)[:, None], diff.shape), atol=1e-5)
     for other in (fit("rnn", seed=1)[1], fit("rnn", data=train.subset(np.arange(100)))[1], fit("rnn", lr=0.01)[1]):

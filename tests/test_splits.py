@@ -238,11 +238,12 @@ def check_loo_no_leak(ds, sp_):
     check_no_leak(ds, sp_, by_window=False)
     order = x.order
     for ev, back in ((sp_.test, 1), (sp_.valid, 2)):
-        for k, (u, cut, items, times, targets) in enumerate(states_of(ev)):
+        for u, cut, items, times, targets in states_of(ev):
             mine = order[x.user[order] == u]
             target_row = mine[-back]
             assert targets == [int(x.item[target_row])]
-            assert list(zip(items, times, strict=False)) == list(zip(x.item[mine[:-back]].tolist(), x.time[mine[:-back]].tolist(), strict=False))
+            assert list(zip(items, times, strict=False)) == list(zip(x.item[mine[:-back]].tolist(),
+                                                                     x.time[mine[:-back]].tolist(), strict=False))
             assert (u, int(x.item[target_row]), float(x.time[target_row])) not in \
                 {(u, i, t) for i, t in zip(items, times, strict=False)}
             assert cut >= x.time[target_row]

@@ -40,7 +40,8 @@ def test_config_hash_is_stable_and_ignores_tracking(registry):
 
 def test_include_and_exclude_prune(registry):
     s = build_suite(dict(BASE, exclude=[{"model": "bpr", "model.factors": 16}], include=[{"seed": 0}]), registry)
-    assert {(c.model.name, c.model.params.get("factors"), c.seed) for c in s.cells} == {("item_pop", None, 0), ("bpr", 8, 0)}
+    assert {(c.model.name, c.model.params.get("factors"), c.seed) for c in s.cells} == {("item_pop", None, 0),
+                                                                                         ("bpr", 8, 0)}
 
 
 def test_loss_the_model_does_not_accept_is_skipped_with_reason(registry):
@@ -99,7 +100,8 @@ def test_unknown_report_key_is_one_of_the_problems(registry):
     ({"ranking": {"block_size": "big"}}, "ranking.block_size: input should be a valid integer, got 'big'"),
     ({"exclude_seen": "false"}, "exclude_seen: input should be a valid boolean, got 'false'"),
     ({"ranking": {"budgit_mib": 64}}, "ranking: unknown key 'budgit_mib'; did you mean 'budget_mib'?"),
-    ({"candidates": [{"name": "sampled", "negativs": 9}]}, "candidates[0]: unknown key 'negativs'; did you mean 'negatives'?"),
+    ({"candidates": [{"name": "sampled", "negativs": 9}]},
+     "candidates[0]: unknown key 'negativs'; did you mean 'negatives'?"),
     ({"tasks": ["itemrec", "itmrec"]}, "tasks[1]: unknown task 'itmrec'; did you mean 'itemrec'?"),
     ({"models": [{"name": "bpr", "label": ""}]}, "models[0].label: string should have at least 1 character"),
     ({"seeds": [1.5]}, "seeds[0]: input should be a valid integer, got 1.5"),

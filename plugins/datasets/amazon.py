@@ -154,7 +154,8 @@ READERS = {"ratings": read_ratings, "reviews": read_reviews, "adjacency": read_a
 def load_amazon(path: str | None = None, format: str = "auto", verify: bool = True, **filters: Any) -> Dataset:
     f = pick_file(path)
     fmt = detect(f) if format == "auto" else format
-    meta: dict[str, Any] = {"source": f"{SOURCE} ({f})", "licence": LICENCE, "format": fmt, "has_time": fmt != "adjacency"}
+    meta: dict[str, Any] = {"source": f"{SOURCE} ({f})", "licence": LICENCE, "format": fmt,
+                            "has_time": fmt != "adjacency"}
     meta.update(verify_files(NAME, [f], KNOWN_SHA256, verify))
     df, lines = READERS[fmt](f)
     if fmt == "adjacency":

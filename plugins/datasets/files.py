@@ -173,7 +173,8 @@ def _check_order(df: pd.DataFrame, lines: np.ndarray, where: str, unit: str) -> 
         pos = np.flatnonzero(back)
         first = pos[np.argmin(idx[pos + 1])]  # the earliest offending row in the file
         r, prev = int(idx[first + 1]), int(idx[first])
-        raise DataError(f"{where}: {unit} {lines[r]}: time {df['time'].iloc[r]:g} of user {_show(df['user'].iloc[r])} is "
+        raise DataError(f"{where}: {unit} {lines[r]}: time {df['time'].iloc[r]:g} "
+                        f"of user {_show(df['user'].iloc[r])} is "
                         f"earlier than the user's previous row ({unit} {lines[prev]}, time {df['time'].iloc[prev]:g}); "
                         "sort the file by user and time or set ordered: false")
 
@@ -236,7 +237,8 @@ def load_csv(path: str | None = None, columns: dict | None = DEFAULT_COLUMNS, ti
     except pd.errors.EmptyDataError:
         raise DataError(f"{where}: the file is empty; point path at a file with a header line and events") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"{where}: cannot parse as CSV with sep={sep!r} ({e}); check sep and the line it names") from None
+        raise DataError(f"{where}: cannot parse as CSV with sep={sep!r} ({e}); "
+                        "check sep and the line it names") from None
     if not header:
         raw.columns = list(range(raw.shape[1]))
     lines = line_numbers(p, len(raw), header)
@@ -251,6 +253,7 @@ def load_csv(path: str | None = None, columns: dict | None = DEFAULT_COLUMNS, ti
 def load_parquet(path: str | None = None, columns: dict | None = DEFAULT_COLUMNS, time_unit: str = "s",
                  time_format: str | None = None, features: list | tuple | None = (), ordered: bool = False,
                  **filters: Any) -> Dataset:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     p = _check_path(path, "parquet")
@@ -258,7 +261,7 @@ def load_parquet(path: str | None = None, columns: dict | None = DEFAULT_COLUMNS
     mapping = _mapping(columns, where, header=True)
     try:
         names = pq.read_schema(p).names
-    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a non-parquet file
+    except (pa.ArrowException, OSError) as e:  # a non-parquet file: ArrowInvalid, or OSError from its footer
         raise DataError(f"{where}: not a readable parquet file ({e}); point path at a parquet file or use "
                         "the csv dataset") from None
     wanted = list(dict.fromkeys([*mapping.values(), *map(str, features or [])]))

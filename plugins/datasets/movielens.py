@@ -181,7 +181,8 @@ def read_items(folder: Path, v: Variant, item_ids: np.ndarray) -> pd.DataFrame |
             t = pd.read_csv(f, dtype={"movieId": np.int64, "title": str, "genres": str})
             t = t.rename(columns={"movieId": "raw"})[["raw", "title", "genres"]]
     except (ValueError, IndexError, KeyError, pd.errors.ParserError) as e:
-        raise DataError(f"{f}: cannot read the item metadata ({e}); fix the file or remove it (it is optional)") from None
+        raise DataError(f"{f}: cannot read the item metadata ({e}); "
+                        "fix the file or remove it (it is optional)") from None
     t = t.drop_duplicates("raw").set_index("raw").reindex(np.asarray(item_ids, dtype=np.int64))
     return pd.DataFrame({"item_id": np.asarray(item_ids, dtype=np.int64), "title": t["title"].to_numpy(),
                          "genres": t["genres"].to_numpy()})

@@ -489,8 +489,8 @@ def make_impressions(truth: WorldTruth, user, item, time, n_requests: int, slots
     slot = np.broadcast_to(np.arange(k), (n_requests, k))
     p = position_bias ** slot / (1.0 + np.exp(-(click_bias + click_scale * (logp_sel + np.log(truth.n_items)))))
     clicked = rng.random(p.shape) < p
-    rep = lambda a: np.repeat(a, k)  # noqa: E731
-    return rep(r_user), sel.ravel(), rep(r_time), slot.ravel().astype(np.int64), clicked.ravel(), p.ravel()
+    return (np.repeat(r_user, k), sel.ravel(), np.repeat(r_time, k), slot.ravel().astype(np.int64), clicked.ravel(),
+            p.ravel())
 
 
 def make_world_dataset(impressions: bool = False, n_requests: int | None = None, slots: int = 5,

@@ -51,11 +51,13 @@ RAW, ADS, USERS, BEHAVIOUR = "raw_sample.csv", "ad_feature.csv", "user_profile.c
 RAW_HEADER = ("user", "time_stamp", "adgroup_id", "pid", "nonclk", "clk")
 RAW_COLS = [Col("user", "int"), Col("time_stamp", "int"), Col("adgroup_id", "int"), Col("pid", "str"),
             Col("nonclk", "int"), Col("clk", "int")]
-EXPECT_RAW = "6 comma-separated fields user,time_stamp,adgroup_id,pid,nonclk,clk (integers but pid; clk 0/1, nonclk = 1 - clk)"
+EXPECT_RAW = ("6 comma-separated fields user,time_stamp,adgroup_id,pid,nonclk,clk "
+              "(integers but pid; clk 0/1, nonclk = 1 - clk)")
 AD_HEADER = ("adgroup_id", "cate_id", "campaign_id", "customer", "brand", "price")
 AD_COLS = [Col("adgroup_id", "int"), Col("cate_id", "int"), Col("campaign_id", "int"), Col("customer", "int"),
            Col("brand", "str"), Col("price", "float")]
-EXPECT_AD = "6 comma-separated fields adgroup_id,cate_id,campaign_id,customer,brand,price (integers, brand may be NULL, price a number)"
+EXPECT_AD = ("6 comma-separated fields adgroup_id,cate_id,campaign_id,customer,brand,price "
+             "(integers, brand may be NULL, price a number)")
 USER_HEADER = ("userid", "cms_segid", "cms_group_id", "final_gender_code", "age_level", "pvalue_level",
                "shopping_level", "occupation", "new_user_class_level")
 USER_COLS = [Col("userid", "int")] + [Col(c, "opt") for c in USER_HEADER[1:]]
@@ -63,7 +65,8 @@ EXPECT_USER = "9 comma-separated integer fields " + ",".join(USER_HEADER) + " (e
 BEH_HEADER = ("user", "time_stamp", "btag", "cate", "brand")
 BEH_COLS = [Col("user", "int"), Col("time_stamp", "int"), Col("btag", "str"), Col("cate", "int"), Col("brand", "str")]
 BTAGS = ("pv", "cart", "fav", "buy")
-EXPECT_BEH = "5 comma-separated fields user,time_stamp,btag,cate,brand (btag one of pv, cart, fav, buy; brand may be NULL)"
+EXPECT_BEH = ("5 comma-separated fields user,time_stamp,btag,cate,brand "
+              "(btag one of pv, cart, fav, buy; brand may be NULL)")
 
 
 def folder_of(path: str | None) -> Path:

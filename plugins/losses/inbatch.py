@@ -47,7 +47,8 @@ class InBatchNCE(InBatchLoss):
             if v not in (0, 1):
                 raise ConfigError(f"in-batch loss: {name} must be 0 or 1 (Eq. 10's switches), got {v!r}")
         if not (alpha or beta):
-            raise ConfigError("in-batch loss: alpha=beta=0 leaves no loss; set alpha (row part) and/or beta (column part)")
+            raise ConfigError("in-batch loss: alpha=beta=0 leaves no loss; "
+                              "set alpha (row part) and/or beta (column part)")
         self.alpha, self.beta, self.delta_alpha, self.delta_beta = alpha, beta, delta_alpha, delta_beta
 
     def __call__(self, logits: torch.Tensor, log_pu: torch.Tensor, log_pi: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,9 @@ paper's public-data settings).
   predict the latest, with `negatives` uniformly sampled items (L_NS, Eq. 8), total loss L_target + β·L_NS
   (Eq. 9, β = `aux_weight`, 0.1 as in the paper's Fig. 3). Item-to-Item network: â_t = ẑᵀ tanh(Ŵ_c e_c +
   Ŵ_p p_t + Ŵ_e e_t + b̂) (Eq. 10), r̂ = Σ_t â_t (Eq. 11), û = Σ_t softmax(â)_t e_t (Eqs. 12-13). MLP 512-256-128
-  (PReLU) over c = [x_p, x_t, x_c, û, r, r̂]. Ablations (paper Table 2): `no_u2i` (DMR I2I: no r, no auxiliary loss), `no_i2i` (DMR U2I: no r̂;
-  û is kept as the pooled interest), `no_aux` (β = 0), `no_pos` (no positional term in the User-to-Item
-  network's attention, as the paper's DMR-NO-PE; the Item-to-Item attention keeps it),
+  (PReLU) over c = [x_p, x_t, x_c, û, r, r̂]. Ablations (paper Table 2): `no_u2i` (DMR I2I: no r, no auxiliary
+  loss), `no_i2i` (DMR U2I: no r̂; û is kept as the pooled interest), `no_aux` (β = 0), `no_pos` (no positional
+  term in the User-to-Item network's attention, as the paper's DMR-NO-PE; the Item-to-Item attention keeps it),
   `double_embedding` (no separate V′: v′ is the shared input embedding, of twice the size). DMR also serves
   itemrec / userrec through `factors`: (u from a state's history, V′), i.e. its match score r = uᵀv′.
 """
@@ -401,6 +401,7 @@ def register_models(register):
                          Param("no_u2i", "bool", False, "ablation: drop the User-to-Item network (r and L_NS)"),
                          Param("no_i2i", "bool", False, "ablation: drop r̂ of the Item-to-Item network"),
                          Param("no_aux", "bool", False, "ablation: no auxiliary match loss"),
-                         Param("no_pos", "bool", False, "ablation: no positional encoding in the User-to-Item attention"),
+                         Param("no_pos", "bool", False,
+                               "ablation: no positional encoding in the User-to-Item attention"),
                          Param("double_embedding", "bool", False,
                                "ablation: no separate V′; shared item embedding of twice the size"))))

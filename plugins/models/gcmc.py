@@ -154,7 +154,10 @@ class GCMC(Model):
         feats = self._features(states)
 
         d, n_i = self.d, train.n_items
-        g = lambda *shape, scale: (torch.randn(*shape, generator=gen) * scale).requires_grad_()  # noqa: E731
+
+        def g(*shape, scale):
+            return (torch.randn(*shape, generator=gen) * scale).requires_grad_()
+
         p = {"E": g(n_i, d, scale=0.1), "W": torch.eye(d).requires_grad_(), "W1": g(d, d, scale=d ** -0.5),
              "a1": torch.zeros(d, requires_grad=True), "W2": g(d, d, scale=0.1 * d ** -0.5),
              "Q": g(n_i, d, scale=0.1), "b": torch.zeros(n_i, requires_grad=True),
@@ -229,8 +232,8 @@ _COMMON = (
     Param("norm", "str", "sqrt", "history aggregation: sum of counts / sqrt|history|, / |history| (mean), or "
           "/ sqrt(|history| (deg_item+1)) (sym)", choices=("sqrt", "mean", "sym")),
     Param("frequency_bias", "bool", True, "add a learned state bias per log2(history length) bucket"),
-    Param("period", "float", None, "label window length in days (null: the split's test horizon, else 7, at most the training span / (n_periods + 1))",
-          low=1e-9, nullable=True),
+    Param("period", "float", None, "label window length in days (null: the split's test horizon, else 7, "
+          "at most the training span / (n_periods + 1))", low=1e-9, nullable=True),
 )
 
 

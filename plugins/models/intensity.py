@@ -204,7 +204,8 @@ class HawkesPrior:
             self.theta = fit_hawkes(G, I, self.C)
 
     def states_features(self, states: UserStates, chunk: int = 200_000) -> np.ndarray:
-        """Hawkes states φ(t) at each state's cut, [n_states, K]: [1, Σ_j β_r e^{−β_r(t − t_j)}, onset β_r e^{−β_r t}]."""
+        """Hawkes states φ(t) at each state's cut, [n_states, K]:
+        [1, Σ_j β_r e^{−β_r(t − t_j)}, onset β_r e^{−β_r t}]."""
         n, R = len(states), len(self.decays)
         lens = states.lengths
         ptr = np.asarray(states.hist_ptr, np.int64)
@@ -229,7 +230,8 @@ class HawkesPrior:
                 excite += m @ w
         cols = [np.ones((n, 1)), excite]
         if self.onset:  # no onset for an empty history (the authors' end_time = inf)
-            cols.append(np.where(has[:, None], self.decays[None, :] * np.exp(-self.decays[None, :] * now[:, None]), 0.0))
+            onset = self.decays[None, :] * np.exp(-self.decays[None, :] * now[:, None])
+            cols.append(np.where(has[:, None], onset, 0.0))
         return np.hstack(cols)
 
     def intensity(self, states: UserStates) -> np.ndarray:

@@ -34,6 +34,7 @@ class UserPop(Model):
 
 @hookimpl
 def register_models(register):
-    register(ModelSpec(name="item_pop", factory=ItemPop, score_kind="intensity", description="most popular items first (training counts)"))
+    register(ModelSpec(name="item_pop", factory=ItemPop, score_kind="intensity",
+                       description="most popular items first (training counts)"))
     register(ModelSpec(name="user_pop", factory=UserPop, score_kind="intensity",
                        description="most active user-states first (history length); itemrec ties broken by item id"))

@@ -171,7 +171,8 @@ class SequenceRecommender(Model):
                               f"factors / n_heads dimensions); set n_heads to a divisor of {factors}, e.g. 1")
         self.arch, self.d, self.hidden, self.max_len = arch, factors, hidden, max_len
         self.n_layers, self.n_heads, self.dropout = n_layers, n_heads, dropout
-        self.epochs, self.lr, self.batch_size, self.weight_decay, self.block = epochs, lr, batch_size, weight_decay, block
+        self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
+        self.weight_decay, self.block = weight_decay, block
         self.tied, self.stride, self.inner, self.patience, self.bias = tied, stride, inner, patience, bias
 
     def _build(self, n_items: int):
@@ -235,7 +236,8 @@ class SequenceRecommender(Model):
         return {k: v.detach().clone() for k, v in self._state().items()}
 
     def _load(self, st: dict) -> None:
-        self.encoder.load_state_dict({k[len("encoder."):]: v.clone() for k, v in st.items() if k.startswith("encoder.")})
+        self.encoder.load_state_dict({k[len("encoder."):]: v.clone()
+                                      for k, v in st.items() if k.startswith("encoder.")})
         with torch.no_grad():
             if not self.tied:
                 self._W.copy_(st["W"])
@@ -437,7 +439,7 @@ def _factory(arch: str, prior: str | None):
 
 @hookimpl
 def register_models(register):
-    for name, (arch, arch_params, what) in ARCHS.items():
+    for name, (_, arch_params, what) in ARCHS.items():
         register(ModelSpec(
             name=name, factory=_factory(name, None), params=arch_params,
             description=f"{what} next-item model: scores log p(y|x) = log softmax(w_y·h(x) + b_y) from x's history"))

@@ -250,6 +250,7 @@ def register_models(register):
             Param("incremental", "bool", False, "consume training windows in time order (UniMatch III-B3) "
                                                 "instead of shuffling all pairs"),
             Param("window_days", "float", 30.0, "window length for incremental training, in days", low=1e-9),
-            Param("user_id", "bool", False, "add a learned user-id embedding to the sequence representation (the user_id "
-                                            "of Table IV's records; lets φ carry per-user terms such as log p̂(u))"),
+            Param("user_id", "bool", False, "add a learned user-id embedding to the sequence representation "
+                                            "(the user_id of Table IV's records; lets φ carry per-user terms "
+                                            "such as log p̂(u))"),
         )))

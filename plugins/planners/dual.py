@@ -156,7 +156,8 @@ def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None
             cached = len(rows) <= per_block
             parts = [rows] if cached else list(scores.row_blocks(rows))
 
-            def lam_blocks():
+            # both generators are consumed within this batch, so they take the batch's values as defaults
+            def lam_blocks(parts=parts):
                 for p in parts:
                     yield scores.block(p)
 
@@ -179,7 +180,7 @@ def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None
             u = torch.cat(us)
             offsets = np.cumsum([0] + [len(p) for p in parts])
 
-            def w_blocks():
+            def w_blocks(cache=cache, u=u, offsets=offsets, lam_blocks=lam_blocks):
                 if cache is not None:
                     yield cache
                     return
@@ -198,7 +199,7 @@ def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None
                 v_hi_root = solve_columns(w_blocks, n_y, len(rows), beta_max, eps, iters, v_hi_root)
                 v_new += v_hi_root.clamp_min(0.0)
             v = (1 - g) * v + g * v_new
-            cache = None  # free the block before the next batch
+            cache = w_blocks = None  # free the block (w_blocks' default holds it too) before the next batch
         if log is not None:
             log(epoch, eps, v)
     info.update({"epochs": epochs, "n_batches": n_batches, "gamma": g, "epsilon": eps, "fit_s": time.time() - t0,
@@ -230,8 +231,9 @@ class Dual(Planner):
         k, _, _ = self.constraints.check(scores.n_states, scores.n_items, where)
         if self.online:
             if calibration is None:
-                raise ConfigError(f"{where}: online mode learns v on a calibration set of user-states and got none; "
-                                  "use a split with a calibration window (temporal: calibration: DAYS) or mode: offline")
+                raise ConfigError(f"{where}: online mode learns v on a calibration set of user-states "
+                                  "and got none; use a split with a calibration window (temporal: calibration: DAYS) "
+                                  "or mode: offline")
             info = self.fit(calibration)
             scores = scores.with_scale(self.scale)
         else:

@@ -80,7 +80,8 @@ class NextNDaySplit(Split):
         cuts = t_max - w * np.arange(1, self.n_cuts + 1)  # latest first
         earliest = float(cuts[-1])
         if earliest <= t_min:
-            raise DataError(f"next_n_day: n_cuts={self.n_cuts} windows of n={self.n:g} days reach back to {earliest:g}, "
+            raise DataError(f"next_n_day: n_cuts={self.n_cuts} windows of n={self.n:g} days "
+                            f"reach back to {earliest:g}, "
                             f"at or before the first event (t={t_min:g}), leaving nothing to train on; "
                             "lower n or n_cuts")
         parts = []

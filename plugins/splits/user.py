@@ -47,7 +47,8 @@ class UserSplit(Split):
         self.calibration = bool(calibration)
         if cut == "last_horizon" and horizon is None:
             raise ConfigError("user split: cut=last_horizon needs a horizon (days); set horizon or use cut=median_span")
-        self.test_fraction, self.horizon, self.cut, self.min_history = float(test_fraction), horizon, cut, int(min_history)
+        self.test_fraction, self.horizon = float(test_fraction), horizon
+        self.cut, self.min_history = cut, int(min_history)
 
     def split(self, dataset: Dataset, seed: int) -> SplitData:
         x = dataset.interactions

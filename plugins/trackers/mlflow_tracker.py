@@ -45,7 +45,7 @@ def retry(fn: Callable[[], T], tries: int = 10, base: float = 0.05, cap: float =
     for attempt in range(tries):
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a transient store error
+        except Exception as exc:  # re-raised below unless it is a transient store error
             if attempt == tries - 1 or not _retryable(exc):
                 raise
             time.sleep(min(cap, base * 2**attempt) * (0.5 + random.random()))
@@ -315,9 +315,11 @@ class MlflowTracker(Tracker):
         dst.mkdir(parents=True, exist_ok=True)
         # no tqdm bar per download (a report fetches one artifact per cell); an explicit user setting wins
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        from mlflow.exceptions import MlflowException
+
         try:
             local = retry(lambda: self.client.download_artifacts(run_id, path, dst_path=str(dst)))
-        except Exception:  # noqa: BLE001 - missing artifact (or run) -> None
+        except (MlflowException, OSError):  # missing artifact (or run): mlflow wraps it, a store may raise OSError
             return None
         p = Path(local)
         return p if p.exists() else None
