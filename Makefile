@@ -20,6 +20,7 @@ demo: setup
 	$(VENV)/bin/matchbench results suites/quickstart.yaml
 
 test: setup
+	$(VENV)/bin/ruff check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 test-slow: setup

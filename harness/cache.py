@@ -7,6 +7,8 @@ size and mtime of every source file, so editing a file invalidates its entry. En
 to a temporary directory and moved into place with `os.replace`, so parallel workers that race
 on one key never see a half-written entry (the loser just drops its copy). Datasets whose spec
 says `cache=False`, or that carry a `truth` object (which parquet cannot hold), are never cached.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

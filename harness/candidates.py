@@ -14,6 +14,8 @@ sequence, which is exactly successive sampling without replacement among the val
 Vectorised: oversampled blocks for all pending rows at once, invalid candidates rejected with a
 sorted-key lookup, only the rows still short drawn again (continuing their sequence).
 Deterministic per seed; stored once per key under cache_dir/candidates/ and reloaded from there.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
 """
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ Method-agnostic pieces live here; splits that yield impressions (`impressions`) 
   `truth/ctr_spearman` / `truth/ctr_pearson` (predicted vs true click probability) and the oracle's
   `truth/ctr_auc_oracle` when the dataset's truth knows the click probability of each impression
   (duck-typed: `truth.click_probability(event_id) -> np.ndarray`).
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 Indices are dense ints; raw ids live in the dataset's id maps. CSR matrices are derived on
 demand and cached on the object. Datasets save to / load from a directory of parquet + json.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """User-facing errors: each names the file, row or key at fault and the fix.
 
 The CLI turns any `MatchbenchError` into one message and exit code 2, never a traceback.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 itemrec ranks items per user-state; userrec ranks user-states per item. Queries without a
 target are left out of the averages and counted (`n_without_target`), never dropped silently.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Executors run cells and yield their records as they finish. `local` is a process pool with the
 CPU's threads divided between workers; `jobs=1` runs in this process (progress per epoch).
-A Ray executor can implement the same `map` later."""
+A Ray executor can implement the same `map` later.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
+"""
 from __future__ import annotations
 
 import os

@@ -9,6 +9,8 @@ Where a dataset's files are, when no `path` is given (one mechanism for every lo
     3. <project>/../shared/data/<folder>    the team's shared data
 
 The first that exists wins; if none does, the error lists all three and both fixes.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The plugin hooks: one per kind, each called with a `register(spec)` callback."""
+"""The plugin hooks: one per kind, each called with a `register(spec)` callback.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
+"""
 import pluggy
 
 hookspec = pluggy.HookspecMarker("matchbench")

@@ -9,6 +9,8 @@
 - `sampled` — `loss.plan(user_counts, item_counts) -> NegativePlan` says which negatives to draw; then
   `loss(pos, neg, log_q, log_q_pos)` with the proposal's log probabilities for the logQ correction.
 - `weighted` — `loss(scores, labels, weights)`: per-example weights, e.g. inverse propensities.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ Method-agnostic pieces live here; concrete planners (`topk`, `greedy`, `dual`) a
   and user-load perplexity (RIM Eq. 15), coverage and constraint satisfaction (Figure S7's mean
   delivered share per item), computed from sparse matrices without a loop over states.
 - `run_planners`: what the runner calls once per cell: every planner on the same scores.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

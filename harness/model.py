@@ -3,6 +3,8 @@
 A model either exposes *factors* (a vector per user-state and per item, score = dot
 product), which lets the ranking engine rank in blocks without a full score matrix, or
 scores a block of states against all items with `score_block`.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

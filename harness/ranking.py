@@ -4,6 +4,8 @@ Rows (user-states for itemrec, items for userrec) are scored in blocks — a mat
 model exposes factors — and reduced to their top-k at once, so the full score matrix never
 exists. Ties are broken by the lower column index, exactly, so results do not depend on the
 block size or the device.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
 """
 from __future__ import annotations
 

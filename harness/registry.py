@@ -1,6 +1,8 @@
 """A fresh name -> spec table per run, built from the `matchbench` entry-point group.
 
 Built-ins and third-party packages register the same way; a duplicate name fails at start-up.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
 """
 from __future__ import annotations
 

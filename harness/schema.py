@@ -2,6 +2,8 @@
 
 A schema rejects unknown keys (naming the nearest valid key), coerces ints to floats where a
 float is wanted, and documents itself for `matchbench list`.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 The vocabularies (tasks, score kinds, loss contracts, what a model needs from a split and what it offers)
 are `Literal` types; `PluginSpec.problems()` checks a record against them, and the registry refuses a plugin
 whose record names an unknown value, at start-up, naming the plugin and the nearest valid value.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ A *user-state* x is (user, cut time, history = that user's events before the cut
 order). Item recommendation ranks items per state; user targeting ranks states per item.
 Split plugins build these with `states_from_events`, which guarantees that no history
 contains an event at or after its own cut (the leakage rule).
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

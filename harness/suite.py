@@ -4,6 +4,8 @@ expanded into cells, each with a configuration hash.
 A list value for a parameter expands the grid (for list-typed parameters, a list of lists
 does). `include` / `exclude` entries prune it: each is a mapping of flat keys (model, loss,
 dataset, split, seed, model.factors, ...) that a cell must all match.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
 """
 from __future__ import annotations
 

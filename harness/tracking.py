@@ -2,6 +2,8 @@
 
 Trackers are plugins (MLflow is the built-in one). The runner calls them from the driver
 process only, one cell at a time, so parallel workers never race on the store.
+
+Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 

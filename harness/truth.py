@@ -14,6 +14,8 @@ states (state s stands for its user u = states.user[s]) crossed with at most `ma
   `truth/spearman_pmi_per_state` (items ranked per state, averaged over states; within a state log p(u, i)
   and log p(i|u) rank alike), `truth/spearman_user_given_item_per_item` and `truth/spearman_pmi_per_item`
   (states ranked per item, averaged over items). Queries whose scores or truth are constant are left out.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
 """
 from __future__ import annotations
 

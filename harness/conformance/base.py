@@ -3,6 +3,8 @@
 A check is a function of a `PluginCase` that raises `Failed` (via `require`) with what is wrong; the decorator
 turns that, or any exception the plugin raises, into an `AssertionError` whose message starts with the check's
 name and the plugin — "check_fits(model 'bpr'): ..." — and files the check under its kind, in order.
+
+Internal: plugin authors run these checks through `harness.testing`; this module may change between versions.
 """
 from __future__ import annotations
 

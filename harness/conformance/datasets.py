@@ -1,5 +1,8 @@
 """Checks every dataset plugin passes, on the files its parameters name (`check_plugin('dataset', name,
-path=...)`): a Dataset with integer ids in range, raw-id maps of the right length, numeric times."""
+path=...)`): a Dataset with integer ids in range, raw-id maps of the right length, numeric times.
+
+Internal: plugin authors run these checks through `harness.testing`; this module may change between versions.
+"""
 from __future__ import annotations
 
 import numpy as np

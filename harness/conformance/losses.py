@@ -1,6 +1,9 @@
 """Checks every loss plugin passes: it instantiates, follows the contract its spec declares, gives a finite
 differentiable scalar when called as that contract says (see `harness.losses`), and scores well-separated
-positives lower than badly separated ones — so a constant loss fails."""
+positives lower than badly separated ones — so a constant loss fails.
+
+Internal: plugin authors run these checks through `harness.testing`; this module may change between versions.
+"""
 from __future__ import annotations
 
 from typing import Any

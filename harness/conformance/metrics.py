@@ -5,6 +5,8 @@ metrics; one finite number for set metrics), and a rate stays in [0, 1].
 Which metrics are rates: those with direction +1 whose example's expected values all lie in [0, 1]. A metric
 whose example goes outside [0, 1] (an unnormalised DCG, a mean popularity) is not one, and the range part is
 skipped for it.
+
+Internal: plugin authors run these checks through `harness.testing`; this module may change between versions.
 """
 from __future__ import annotations
 

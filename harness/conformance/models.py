@@ -3,6 +3,8 @@
 A model is fitted as the runner fits it (global torch / numpy seeds set, `FitContext.for_split`, its spec's
 default loss when it takes one) on the split its `requires` call for; the fit is memoised on the case, so the
 checks after `check_fits` reuse it and `check_deterministic_for_a_seed` adds exactly one more fit.
+
+Internal: plugin authors run these checks through `harness.testing`; this module may change between versions.
 """
 from __future__ import annotations
 

@@ -2,7 +2,10 @@
 25 items with skewed item popularity and 10% excluded pairs) its plan respects them: never an excluded pair, at
 most K = ceil(alpha·|Y|) items per state, and (offline planners) every item's exposure within one state of
 [beta·|X|, beta_max·|X|] — the tolerance the planner tests allow the dual's eps -> 0 rounding. Online planners
-learn on a calibration set of other states, so their item exposure is only approximate and not checked."""
+learn on a calibration set of other states, so their item exposure is only approximate and not checked.
+
+Internal: plugin authors run these checks through `harness.testing`; this module may change between versions.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,9 @@
 """Checks every split plugin passes, on the tiny world (with its impressions layer when the split provides
 impressions): it builds, it never leaks (no history reaches its cut, every target lies at or after its state's
-cut, no test target event is in training), it gives what its spec promises, and a seed fixes it."""
+cut, no test target event is in training), it gives what its spec promises, and a seed fixes it.
+
+Internal: plugin authors run these checks through `harness.testing`; this module may change between versions.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,8 @@
 """The check every tracker plugin passes: a minimal lifecycle in a temporary working directory (so a relative
-store lands there), without a NotImplementedError."""
+store lands there), without a NotImplementedError.
+
+Internal: plugin authors run these checks through `harness.testing`; this module may change between versions.
+"""
 from __future__ import annotations
 
 import contextlib

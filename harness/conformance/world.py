@@ -4,6 +4,8 @@ The world is the `synthetic` dataset, small (150 users, 50 items, 30 days) with 
 (pop_sigma 2: ranking by training counts alone scores about twice a constant scorer's recall@10), then made to
 hold one *cold* user and one *cold* item: every event of the last user and of the last item is dropped, so
 neither is ever seen in training and the checks can ask a model for their scores.
+
+Internal: plugin authors run these checks through `harness.testing`; this module may change between versions.
 """
 from __future__ import annotations
 

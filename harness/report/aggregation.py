@@ -5,6 +5,8 @@ runner records them as run tags (`matchbench.method`, `matchbench.dataset_label`
 never rebuilds them from parameters. Given the suite, its labels win for the configurations it has now: a label
 names what varies in the grid, so a suite that grew since a run was recorded (or runs recorded before the tags
 carried these labels) still gets one consistent naming. Everything else here reads the tracker's runs frame only.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
 """
 from __future__ import annotations
 

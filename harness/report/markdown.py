@@ -1,6 +1,9 @@
 """The markdown of a report: one table per task (best bold, second underlined, significance markers), the
 legend that says what the marks mean, the cells table with the skipped and failed cells, and the writer of
-`reports/<suite>.md` with its PNG plots."""
+`reports/<suite>.md` with its PNG plots.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
+"""
 from __future__ import annotations
 
 import io

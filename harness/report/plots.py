@@ -1,5 +1,8 @@
 """PNG figures of a report: training curves (one drawing function for the learning-curve plots and the
-`curves` view) and each ranking metric against its cut-off K."""
+`curves` view) and each ranking metric against its cut-off K.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
+"""
 from __future__ import annotations
 
 import re

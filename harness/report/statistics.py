@@ -2,6 +2,8 @@
 
 Over seeds (paired t-test, Wilcoxon signed-rank) and over test users (Wilcoxon on the cells' per-query
 artifacts), Holm-corrected across the methods of a column, so a wide table does not mark noise.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
 """
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ ask for any of them:
   diversity); `methods` limits the lines;
 - `curves`: several training curves of one method on one plot per dataset (seed 0 or the first seed; DMR
   Figure 3: L_target and β·L_NS).
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
 """
 from __future__ import annotations
 
