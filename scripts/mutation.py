@@ -1,0 +1,249 @@
+"""Mutation testing per module (`make mutation`): mutmut 3 on one module at a time, with only that module's tests.
+
+Why per module: a mutant is worth running only against the tests meant to catch it, so each module gets its own
+scratch copy of the project under .mutation/<target>/ (mutmut reads its settings from the working directory's
+pyproject.toml; the copy's [tool.mutmut] table names that module and its test files) and mutmut runs there. The
+copy is taken fresh each time, so edits in the working tree are measured as they are now.
+
+    .venv/bin/python scripts/mutation.py                 # every target, smallest first
+    .venv/bin/python scripts/mutation.py metrics losses  # some targets
+    .venv/bin/python scripts/mutation.py --list          # the targets, their modules and test files
+
+Prints a table (target, mutants, killed, survived, timeout, no tests, score = killed / mutants) and writes the
+surviving mutants' diffs to .mutation/<target>/survivors.txt and every figure to .mutation/summary.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+# What the tests need besides the packages and tests (fixtures and suites are read relative to tests/).
+COPY = ["harness", "plugins", "tests", "datasets", "suites"]
+# Test files that any target may use when they exist (the property and survivor tests, the mutation kills).
+SHARED_TESTS = ["tests/test_mutation_kills.py", "tests/test_survivors.py", "tests/test_properties.py"]
+
+
+@dataclass
+class Target:
+    name: str
+    modules: list[str]
+    tests: list[str]
+    note: str = ""
+    shared: list[str] = field(default_factory=lambda: list(SHARED_TESTS))
+    deselected: list[str] = field(default_factory=list)
+
+    def test_files(self) -> list[str]:
+        return self.tests + [t for t in self.shared if (ROOT / t).exists() and t not in self.tests]
+
+
+# Smallest / fastest first. Each target's tests are the unit tests of that module (end-to-end suites would make
+# every surviving mutant cost a full run).
+TARGETS = [
+    Target("losses", ["plugins/losses/pairwise.py", "plugins/losses/inbatch.py"], ["tests/test_inbatch_losses.py"]),
+    Target("metrics", ["plugins/metrics/ranking.py"], ["tests/test_metrics.py", "tests/test_conformance.py"]),
+    Target("statistics", ["harness/report/statistics.py"], ["tests/test_report.py"]),
+    Target("ctr", ["harness/ctr.py"], ["tests/test_ctr.py"]),
+    Target("ranking", ["harness/ranking.py"], ["tests/test_ranking.py", "tests/test_metrics.py"]),
+    Target("evaluate", ["harness/evaluate.py"], ["tests/test_metrics.py", "tests/test_ranking.py",
+                                                 "tests/test_truth_metrics.py"]),
+    Target("planners", ["plugins/planners/topk.py", "plugins/planners/greedy.py", "plugins/planners/dual.py"],
+           ["tests/test_planners.py"]),
+    Target("splits", ["plugins/splits/temporal.py", "plugins/splits/user.py", "plugins/splits/leave_one_out.py",
+                      "plugins/splits/next_n_day.py", "plugins/splits/impressions.py"],
+           ["tests/test_splits.py", "tests/test_candidates.py"]),
+    Target("tracker", ["plugins/trackers/mlflow_tracker.py"], ["tests/test_mlflow_tracker.py"]),
+    Target("world_truth", ["plugins/datasets/synthetic.py"], ["tests/test_synthetic.py", "tests/test_oracle.py"],
+           note="the whole module is mutated; WorldTruth's methods are reported on their own row"),
+]
+BY_NAME = {t.name: t for t in TARGETS}
+# Rows of the table: a target's mutants grouped by module; WorldTruth gets its own row (its methods' mutants).
+CLASS_ROWS = {"world_truth": ("plugins/datasets/synthetic.py", "WorldTruth")}
+
+STATUS = {1: "killed", 3: "killed", 37: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
+
+
+def mutmut_table(target: Target, base: dict) -> str:
+    """The [tool.mutmut] table for a target: the repository's table with the module and its tests substituted."""
+    conf = dict(base)
+    conf["only_mutate"] = target.modules
+    conf["pytest_add_cli_args_test_selection"] = target.test_files()
+    lines = ["[tool.mutmut]"]
+    for key, value in conf.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def without_mutmut_table(text: str) -> str:
+    """pyproject.toml's text without its [tool.mutmut] table (up to the next table header)."""
+    return re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[)|^\[tool\.mutmut\]\n.*\Z", "", text)
+
+
+def prepare(target: Target) -> Path:
+    """A fresh scratch copy of the project for one target, with that target's mutmut settings."""
+    work = WORK / target.name
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
+    for name in COPY:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, work / name, ignore=ignore)
+    text = (ROOT / "pyproject.toml").read_text()
+    base = tomllib.loads(text).get("tool", {}).get("mutmut", {})
+    failing = failing_shared_tests(work, target)
+    if failing:
+        print(f"  deselected (failing before any mutation): {' '.join(failing)}", flush=True)
+        base["pytest_add_cli_args"] = base.get("pytest_add_cli_args", []) + [f"--deselect={f}" for f in failing]
+    target.deselected = failing
+    (work / "pyproject.toml").write_text(without_mutmut_table(text).rstrip() + "\n\n" + mutmut_table(target, base))
+    return work
+
+
+def failing_shared_tests(work: Path, target: Target) -> list[str]:
+    """Tests of the shared files that fail on the unmutated copy (written ahead of their fix): mutmut needs a green
+    baseline, so these are deselected and named in the output rather than stopping the whole target."""
+    shared = [t for t in target.test_files() if t in target.shared]
+    if not shared:
+        return []
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:randomly", *shared], cwd=work,
+                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return re.findall(r"^FAILED (\S+)", proc.stdout, flags=re.M)
+
+
+def mutmut_command(workers: int) -> list[str]:
+    return ["nice", "-n", "10", str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(workers)]
+
+
+def run_target(target: Target, workers: int, timeout: float) -> dict:
+    """Run mutmut for one target; its figures, with every non-killed mutant's diff."""
+    work = prepare(target)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               PYTHONDONTWRITEBYTECODE="1")
+    env.pop("MUTANT_UNDER_TEST", None)
+    start = time.monotonic()
+    with open(work / "mutmut.log", "w") as log:
+        try:
+            proc = subprocess.run(mutmut_command(workers), cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=timeout)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    wall = time.monotonic() - start
+    codes = {}
+    for module in target.modules:
+        meta = work / "mutants" / (module + ".meta")
+        if meta.exists():
+            codes[module] = json.loads(meta.read_text())["exit_code_by_key"]
+    diffs = survivor_diffs(work, [k for c in codes.values() for k, v in c.items() if STATUS.get(v) != "killed"])
+    with open(work / "survivors.txt", "w") as out:
+        for name, diff in diffs.items():
+            out.write(f"## {name}\n{diff}\n\n")
+    return {"target": target.name, "modules": target.modules, "tests": target.test_files(),
+            "deselected": target.deselected, "rc": rc,
+            "wall_s": round(wall, 1), "codes": codes, "diffs": diffs,
+            "command": f"cd .mutation/{target.name} && " + shlex.join(mutmut_command(workers)),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def survivor_diffs(work: Path, names: list[str]) -> dict[str, str]:
+    """mutmut's diff of each named mutant (read in the scratch copy, where mutmut keeps its mutants)."""
+    if not names:
+        return {}
+    code = ("import json, sys\nfrom mutmut.mutation.diff_apply import get_diff_for_mutant\n"
+            "out = {}\nfor n in json.loads(sys.stdin.read()):\n"
+            "    try:\n        out[n] = get_diff_for_mutant(n)\n"
+            "    except Exception as e:\n        out[n] = f'(no diff: {e})'\n"
+            "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=work, input=json.dumps(names), capture_output=True,
+                          text=True)
+    if proc.returncode:
+        return {n: "(no diff: " + proc.stderr.strip().splitlines()[-1] + ")" for n in names}
+    return json.loads(proc.stdout)
+
+
+def rows(result: dict) -> list[dict]:
+    """Per-module counts for a target's result (and a row per class named in CLASS_ROWS)."""
+    out = []
+    groups = [(m, m, lambda k: True) for m in result["codes"]]
+    if result["target"] in CLASS_ROWS:
+        module, cls = CLASS_ROWS[result["target"]]
+        groups.append((f"{module}::{cls}", module, lambda k, c=cls: f"xǁ{c}ǁ" in k))
+    for label, module, keep in groups:
+        counts = {"killed": 0, "survived": 0, "timeout": 0, "no tests": 0, "other": 0}
+        for key, code in result["codes"].get(module, {}).items():
+            if keep(key):
+                status = STATUS.get(code, "other")
+                counts[status if status in counts else "other"] += 1
+        total = sum(counts.values())
+        out.append({"module": label, "mutants": total, **counts,
+                    "score": round(counts["killed"] / total, 3) if total else None})
+    return out
+
+
+def print_table(results: list[dict]) -> None:
+    head = f"{'module':45} {'mutants':>7} {'killed':>6} {'survived':>8} {'timeout':>7} {'no tests':>8} {'score':>6}"
+    print(head)
+    print("-" * len(head))
+    for result in results:
+        for r in rows(result):
+            score = f"{r['score']:.1%}" if r["score"] is not None else "-"
+            print(f"{r['module']:45} {r['mutants']:7} {r['killed']:6} {r['survived']:8} {r['timeout']:7} "
+                  f"{r['no tests']:8} {score:>6}")
+    for result in results:
+        print(f"# {result['target']}: {result['command']}  (tests: {' '.join(result['tests'])}; "
+              f"{result['wall_s']} s, rc {result['rc']}, {result['date']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("targets", nargs="*", help=f"targets to run (default: all): {', '.join(BY_NAME)}")
+    p.add_argument("--workers", type=int, default=2, help="mutmut's --max-children (default 2)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per target before it is stopped")
+    p.add_argument("--list", action="store_true", help="print the targets and exit")
+    p.add_argument("--table", action="store_true", help="print the table of the last runs (.mutation/summary.json)")
+    args = p.parse_args(argv)
+    unknown = [t for t in args.targets if t not in BY_NAME]
+    if unknown:
+        p.error(f"unknown target(s) {unknown}; choose from {list(BY_NAME)}")
+    if args.list:
+        for t in TARGETS:
+            print(f"{t.name:12} {' '.join(t.modules)}\n{'':12} tests: {' '.join(t.test_files())}")
+        return 0
+    summary_path = WORK / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if args.table:
+        print_table([summary[t.name] for t in TARGETS if t.name in summary])
+        return 0
+    results = []
+    for name in args.targets or list(BY_NAME):
+        print(f"mutating {name} ...", flush=True)
+        result = run_target(BY_NAME[name], args.workers, args.timeout)
+        results.append(result)
+        summary[name] = result
+        WORK.mkdir(exist_ok=True)
+        summary_path.write_text(json.dumps(summary, indent=1))
+        if result["rc"] != 0:
+            print(f"  mutmut stopped (rc {result['rc']}): see .mutation/{name}/mutmut.log", flush=True)
+        print_table([result])
+    print()
+    print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
