@@ -73,6 +73,7 @@ def cmd_list(args) -> int:
     from fnmatch import fnmatchcase
 
     from rich.console import Console
+    from rich.markup import escape
 
     from .registry import Registry
     from .specs import KINDS
@@ -86,7 +87,8 @@ def cmd_list(args) -> int:
         for name in names:
             spec = reg.get(kind, name)
             sup = spec.supports()
-            con.print(f"  [cyan]{name}[/cyan] — {spec.description}" + (f" [dim]({sup})[/dim]" if sup else ""))
+            con.print(f"  [cyan]{escape(name)}[/cyan] — {escape(spec.description)}"
+                      + (f" [dim]({escape(str(sup))})[/dim]" if sup else ""))
             for p in spec.params:
                 con.print(f"      {p.describe()}", markup=False)
         if not reg.names(kind):
@@ -98,6 +100,7 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -115,18 +118,22 @@ def cmd_run(args) -> int:
     con = Console(stderr=True, highlight=False)
     reg = Registry.load()
     s = api.suite(args.suite, reg)
-    jobs = args.jobs or s.jobs
+    _print_warnings(s)
+    jobs = effective_jobs(args.jobs, s)
     if args.dry_run:
         for c in s.cells:
-            con.print(f"  {c.config_hash}  {c.run_name}"
-                      + (f"  [yellow]skipped: {c.skip_reason}[/yellow]" if c.skip_reason else ""))
+            con.print(f"  {c.config_hash}  {escape(c.run_name)}"
+                      + (f"  [yellow]skipped: {escape(c.skip_reason)}[/yellow]" if c.skip_reason else ""))
         con.print(f"{len(s.cells)} cells ({len(s.runnable)} to run) — validated, nothing run (--dry-run)")
         return 0
+    check_tracking(reg, s, args.tracking_uri)
+    if s.report.get("enabled", True) and not args.no_report:
+        _check_out(s.report.get("dir", "reports"), "report.dir")  # before the run, not after it
     tracker = make_tracker(reg, s, args.tracking_uri)
     counts = {"FINISHED": 0, "FAILED": 0, "SKIPPED": 0}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("ETA"), TimeRemainingColumn(), console=con, transient=False) as prog:
-        cells_task = prog.add_task(f"{s.name}: cells", total=None)
+        cells_task = prog.add_task(f"{escape(s.name)}: cells", total=None)
         epoch_task = prog.add_task("", total=None, visible=jobs == 1)
 
         def on_record(rec, done, total):
@@ -134,23 +141,23 @@ def cmd_run(args) -> int:
             prog.update(cells_task, completed=done, total=total)
             mark = {"FINISHED": "[green]done[/green]", "FAILED": "[red]FAILED[/red]",
                     "SKIPPED": "[yellow]skipped[/yellow]"}
-            prog.console.print(f"{mark[rec.status]} {rec.run_name} ({rec.wall_time:.1f}s)"
-                               + (f": {rec.reason}" if rec.reason else "")
-                               + (f": {rec.error.strip().splitlines()[-1]}" if rec.error else ""))
+            prog.console.print(f"{mark[rec.status]} {escape(rec.run_name)} ({rec.wall_time:.1f}s)"
+                               + (f": {escape(rec.reason)}" if rec.reason else "")
+                               + (f": {escape(rec.error.strip().splitlines()[-1])}" if rec.error else ""))
 
         def on_epoch(name, epoch, total):
-            prog.update(epoch_task, description=f"  {name}: epoch", completed=epoch, total=total)
+            prog.update(epoch_task, description=f"  {escape(name)}: epoch", completed=epoch, total=total)
 
         records = run_suite(s, reg, EXECUTORS[args.executor](jobs), tracker, rerun=args.rerun,
                             on_record=on_record, progress=on_epoch)
     resumed = len(s.cells) - len(records)
     con.print(f"{s.name}: {counts['FINISHED']} finished, {counts['FAILED']} failed, {counts['SKIPPED']} skipped"
-              + (f", {resumed} already finished (resumed; --rerun to redo)" if resumed else ""))
+              + (f", {resumed} already finished (resumed; --rerun to redo)" if resumed else ""), markup=False)
     if s.report.get("enabled", True) and not args.no_report:
         from .report import write_suite_report
 
         path = write_suite_report(tracker, s)
-        con.print(f"report: {path}")
+        con.print(f"report: {path}", markup=False)
     return 1 if counts["FAILED"] else 0
 
 
@@ -162,6 +169,8 @@ def cmd_report(args) -> int:
 
     reg = Registry.load()
     s = api.suite(args.suite, reg)
+    _check_out(args.out or s.report.get("dir", "reports"), "--out" if args.out else "report.dir")
+    check_tracking(reg, s, args.tracking_uri)
     path = write_suite_report(make_tracker(reg, s, args.tracking_uri), s, args.out)
     print(path)
     return 0
@@ -174,6 +183,7 @@ def cmd_results(args) -> int:
 
     reg = Registry.load()
     s = api.suite(args.suite, reg)
+    check_tracking(reg, s, args.tracking_uri)
     tracker = make_tracker(reg, s, args.tracking_uri)
     fn = {"md": report.results_markdown, "csv": report.results_csv, "json": report.results_json}[args.format]
     print(fn(tracker, s.name, configs=s.config_hashes, labels=report.suite_labels(s)))
@@ -270,6 +280,7 @@ def _fetch(reg, args) -> int:
 
     import yaml
 
+    from . import suite_yaml
     from .cache import import_raw, load_dataset, raw_dir, sha256_file
     from .errors import ConfigError
 
@@ -283,12 +294,20 @@ def _fetch(reg, args) -> int:
     src = Path(args.source).expanduser()
     if not src.exists():
         raise ConfigError(f"--from {src}: no such file or folder; point --from at your copy of the {name} files")
+    if not (src.is_dir() or src.is_file()):  # a FIFO or a device would block the read
+        raise ConfigError(f"--from {src}: not a regular file or a folder; point --from at your copy of the {name} "
+                          "files")
     params: dict = {}
     for item in args.param:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"-p {item!r}: expected KEY=VALUE, e.g. -p format=prepared")
-        params[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        try:
+            params[key.strip()] = suite_yaml.load(text, limit=1000) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"-p {item!r}: the value of {key.strip()} is not valid YAML "
+                              f"({getattr(exc, 'problem', None) or exc}); close the bracket or quote it as text, "
+                              f"e.g. -p '{key.strip()}=\"{text}\"'") from None
     if "path" in params:
         raise ConfigError("-p path=...: give the folder with --from instead")
     if args.no_verify:
@@ -327,6 +346,131 @@ def _fetch(reg, args) -> int:
     if env:
         print(f"note: MATCHBENCH_DATA={env} is set; a {name} folder there takes precedence over the imported copy")
     return 0
+
+
+def _print_warnings(suite) -> None:
+    """The suite's warnings (entries listed twice, run once), each once, as plain text."""
+    for w in suite.warnings:
+        print(f"matchbench: warning: {w}", file=sys.stderr)
+
+
+def effective_jobs(requested: int | None, suite) -> int:
+    """Worker processes: --jobs, else the suite's `jobs`; at least 1 (else an error), at most the machine's cores
+    (with a note) and never more than the cells there are to run."""
+    import os
+
+    from .errors import ConfigError
+
+    if requested is not None and requested < 1:
+        raise ConfigError(f"--jobs {requested}: must be at least 1 (worker processes); leave it out for the "
+                          f"suite's jobs ({suite.jobs})")
+    jobs, where = (requested, "--jobs") if requested is not None else (suite.jobs, "jobs (suite)")
+    cores = os.cpu_count() or 1
+    if jobs > cores:
+        print(f"matchbench: note: {where} {jobs} is more than this machine's {cores} cores; capped at {cores} "
+              "worker processes", file=sys.stderr)
+        jobs = cores
+    return max(1, min(jobs, len(suite.runnable)))
+
+
+def _writable_dir_problem(path: Path) -> str | None:
+    """Why `path` cannot be (or become) a folder we write to, or None: a file in the way, or a folder where a
+    file cannot be created (probed by creating one: permissions alone do not tell, e.g. under /proc)."""
+    import tempfile
+
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        return f"{path} is a file, not a folder"
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, so {path} cannot be created under it"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return f"cannot create a file in {existing} ({exc.strerror or exc})"
+    return None
+
+
+def _check_out(folder: str | Path, key: str) -> None:
+    """The report's folder must be a folder we can write to, checked before anything is read or run."""
+    from .errors import ConfigError
+
+    problem = _writable_dir_problem(Path(folder))
+    if problem:
+        raise ConfigError(f"{key} {str(folder)!r}: {problem}; pass a folder you can write to (--out DIR)")
+
+
+_STORE_SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc",
+                  "uc"}
+"""Schemes MLflow has a tracking store for (a `+driver` suffix aside); plugins add theirs as entry points."""
+
+CONNECT_TIMEOUT_S = 3.0
+
+
+def tracking_uri_problem(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why an MLflow tracking URI cannot work, or None; checked before a run starts so that a mistyped URI is one
+    message instead of a traceback, an empty store created somewhere, or a hang. sqlite: the database's folder
+    exists and takes a new file; http(s): a TCP connection opens within `timeout` seconds."""
+    import socket
+    from importlib.metadata import entry_points
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    fix = "e.g. --tracking-uri sqlite:///mlruns.db (a file in this folder) or http://HOST:PORT (an MLflow server)"
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        return f"tracking URI {uri!r} is not a URI ({exc}); {fix}"
+    scheme = parts.scheme.lower().split("+", 1)[0]
+    if len(scheme) <= 1:  # none, or a Windows drive letter
+        return f"tracking URI {uri!r} has no scheme; {fix}"
+    if scheme not in _STORE_SCHEMES | {e.name for e in entry_points(group="mlflow.tracking_store")}:
+        valid = ", ".join(sorted(_STORE_SCHEMES))
+        return f"tracking URI {uri!r}: unknown scheme {parts.scheme!r} (valid: {valid}); {fix}"
+    if scheme == "sqlite":
+        if not uri.startswith("sqlite:///"):
+            return None if uri in ("sqlite://", "sqlite:///:memory:") else (
+                f"tracking URI {uri!r}: a sqlite URI has three slashes before a relative path and four before an "
+                f"absolute one; {fix}")
+        db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+        if str(db) in ("", ":memory:"):
+            return None
+        if db.exists() and not db.is_file():
+            return f"tracking URI {uri!r}: {db} is not a file; point it at a .db file, {fix}"
+        problem = (_writable_dir_problem(db.parent) if db.parent.exists()
+                   else f"the folder {db.parent} does not exist")
+        return f"tracking URI {uri!r}: {problem}; create the folder or choose another, {fix}" if problem else None
+    if scheme == "file":
+        problem = _writable_dir_problem(Path(url2pathname(parts.path)))
+        return f"tracking URI {uri!r}: {problem}; choose a folder you can write to, {fix}" if problem else None
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            return f"tracking URI {uri!r} names no host; {fix}"
+        port = port or (443 if scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        except OSError as exc:
+            why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+            return (f"tracking URI {uri!r}: no server answers at {parts.hostname}:{port} within {timeout:g} s "
+                    f"({why}); start it (mlflow server --host {parts.hostname} --port {port}) or fix the URI")
+    return None
+
+
+def check_tracking(registry, suite, uri: str | None) -> None:
+    """Refuse the tracking URI a command would use (--tracking-uri, else the suite's, else the tracker's default)
+    when it cannot work, naming it and the fix; trackers without a uri parameter are left to themselves."""
+    from .errors import ConfigError
+
+    spec = registry.get("tracker", suite.tracking.get("tracker", "mlflow"))
+    if "uri" not in spec.schema.names():
+        return
+    uri = uri or suite.tracking.get("uri") or spec.schema.defaults().get("uri")
+    if isinstance(uri, str):
+        problem = tracking_uri_problem(uri)
+        if problem:
+            raise ConfigError(problem)
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "results": cmd_results, "ui": cmd_ui,

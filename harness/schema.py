@@ -7,6 +7,7 @@ Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,9 @@ class Param:
                 return None, None
             return value, f"{self.name} may not be null (expected {self.type})"
         want = _TYPES[self.type]
+        if self.type in ("int", "float") and isinstance(value, float) and not math.isfinite(value):
+            return value, (f"{self.name} must be a finite number, got {value!r}; NaN and infinity are not values "
+                           "a parameter can take")
         if self.type == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if self.type == "int" and isinstance(value, float) and value.is_integer():
@@ -52,7 +56,8 @@ class Param:
         if self.type != "any":
             ok = isinstance(value, want) and not (self.type in ("int", "float") and isinstance(value, bool))
             if not ok:
-                return value, f"{self.name} must be {self.type}, got {value!r} ({type(value).__name__})"
+                shown = f"{self.name} must be {self.type}, got {value!r} ({type(value).__name__})"
+                return value, shown + text_hint(self.type, value)
         if self.choices is not None and value not in self.choices:
             return value, f"{self.name}={value!r} is not one of {list(self.choices)}{_near(value, self.choices)}"
         if self.low is not None and value < self.low:
@@ -60,6 +65,34 @@ class Param:
         if self.high is not None and value > self.high:
             return value, f"{self.name}={value!r} is above its maximum {self.high}"
         return value, None
+
+
+def text_hint(want: str, value: Any) -> str:
+    """Why a text value that looks like a number or a boolean is text, and how to write it.
+
+    YAML 1.1 (what PyYAML reads) takes an exponent without a sign or without a dot (1e12, 1.0e12) as text, not a
+    number; we explain that rather than convert, so that a value means the same in every YAML reader and a quoted
+    "1e12" stays the text its author quoted."""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()
+    if want in ("int", "float"):
+        try:
+            finite = math.isfinite(float(text))
+        except ValueError:
+            return ""
+        if not finite:
+            return ""
+        mantissa, _, exponent = text.lower().partition("e")
+        if exponent:
+            sign = exponent if exponent[0] in "+-" else "+" + exponent
+            fixed = (mantissa if "." in mantissa else mantissa + ".0") + "e" + sign
+            return f"; YAML 1.1 reads {text} as text (an exponent needs a dot and a sign): write {fixed}"
+        return f"; write {text} without quotes"
+    if want == "bool" and text.lower() in ("true", "false", "yes", "no", "on", "off"):
+        word = "true" if text.lower() in ("true", "yes", "on") else "false"
+        return f"; write {word} without quotes (quoted text is not a boolean)"
+    return ""
 
 
 def _near(value, choices) -> str:

@@ -19,10 +19,11 @@ from typing import Any
 
 import yaml
 
+from . import suite_yaml
 from .errors import ConfigError, did_you_mean
 from .registry import Registry
 from .report.views import check as check_views
-from .suite_schema import TOP_KEYS, EvalSettings, PlannerRun, parse
+from .suite_schema import TOP_KEYS, EvalSettings, PlannerRun, name_problem, parse
 
 __all__ = ["Cell", "Component", "Suite", "TOP_KEYS", "build_suite", "load_suite", "read_yaml"]
 
@@ -90,6 +91,8 @@ class Suite:
     report: dict[str, Any]
     source: str = "<suite>"
     jobs: int = 1
+    warnings: list[str] = field(default_factory=list)
+    """What was accepted but is worth a word (an entry listed twice, run once); the CLI prints each once."""
 
     @property
     def runnable(self) -> list[Cell]:
@@ -102,18 +105,13 @@ class Suite:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Load a suite file safely; a syntax error names the file, line and column."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"suite file {str(path)!r} not found; pass a path to a .yaml suite (see suites/)")
+    """Load a suite file safely and within limits (see harness.suite_yaml); a syntax error names the file, line and
+    column, a duplicate key both lines."""
+    text = suite_yaml.read_text(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = suite_yaml.load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"YAML syntax error{where}: {problem}; fix the indentation/quoting there",
-                          source=str(path)) from None
+        raise ConfigError(suite_yaml.yaml_problem(exc), source=str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError("a suite must be a YAML mapping with at least datasets, split and models",
                           source=str(path))
@@ -186,8 +184,13 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     if not name:
         problems.append("name: missing (the suite's name and MLflow experiment; a suite file defaults to its stem)")
         name = "unnamed"
+    elif name_problem(name):
+        problems.append(name_problem(name) + ("" if sf.name else f" (the name comes from the file name {source!r})"))
+    warnings: list[str] = []
     tasks = list(sf.tasks)
-    cutoffs, seeds = sf.cutoffs, sf.seeds
+    cutoffs, seeds = sf.cutoffs, list(dict.fromkeys(sf.seeds))
+    for seed in sorted({x for x in sf.seeds if sf.seeds.count(x) > 1}):
+        warnings.append(f"seeds: {seed} is listed more than once; each seed runs once (drop the duplicate)")
 
     default_metrics = ["recall", "ndcg"] if set(tasks) & {"itemrec", "userrec"} else []  # ctr logs its own
     metric_names = list(sf.metrics if sf.metrics is not None else default_metrics)
@@ -200,14 +203,16 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         except ConfigError as exc:
             problems.append(f"metrics: {exc}")
 
-    datasets = [c for n, e in enumerate(sf.datasets)
-                for c in _expand("dataset", e.name, e.params, registry, f"datasets[{n}] {e.name!r}", problems)]
-    splits = [c for e in sf.split for c in _expand("split", e.name, e.params, registry, f"split {e.name!r}", problems)]
+    datasets = _unique("datasets", [c for n, e in enumerate(sf.datasets) for c in _expand(
+        "dataset", e.name, e.params, registry, f"datasets[{n}] {e.name!r}", problems)], registry, warnings)
+    splits = _unique("split", [c for e in sf.split for c in _expand("split", e.name, e.params, registry,
+                                                                    f"split {e.name!r}", problems)], registry, warnings)
 
     problems.extend(_split_problems(tasks, splits, registry))
-    loss_comps = [c for e in sf.losses for c in _expand("loss", e.name, e.params, registry, f"losses {e.name!r}",
-                                                        problems)]
-    planners = _planners(sf.planners, tasks, registry, problems)
+    loss_comps = _unique("losses", [c for e in sf.losses for c in _expand("loss", e.name, e.params, registry,
+                                                                          f"losses {e.name!r}", problems)],
+                         registry, warnings)
+    planners = _planners(sf.planners, tasks, registry, problems, warnings)
     settings = EvalSettings(tasks=tuple(tasks), metrics=tuple(metric_names), cutoffs=tuple(sorted(set(cutoffs))),
                             candidates=tuple(sf.candidates), exclude_seen=sf.exclude_seen,
                             save_rankings=sf.save_rankings, budget_mib=sf.ranking.budget_mib,
@@ -215,12 +220,14 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
 
     model_cells: list[tuple[Component, Component | None, str | None]] = []
     given_labels: dict[int, str] = {}  # id(model component) -> the entry's `label`, for the report
+    origin: dict[int, str] = {}  # id(model component) -> its entry, for a duplicate's warning
     for n, entry in enumerate(sf.models):
         mn, mp = entry.name, entry.params
         where = f"models[{n}] {mn!r}"
         comps = _expand("model", mn, mp, registry, where, problems)
         if not comps:
             continue
+        origin.update((id(comp), where) for comp in comps)
         if entry.label is not None:
             inner = _varying(comps).get(mn, set())
             for comp in comps:
@@ -246,6 +253,9 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
                         f"model {mn!r} accepts {'/'.join(spec.contracts)} losses; {loss.name!r} is {contract}")
                     model_cells.append((comp, loss, reason))
 
+    model_cells = _unique_models(model_cells, origin, registry, warnings)
+    kept = {id(m) for m, _, _ in model_cells}
+    given_labels = {k: v for k, v in given_labels.items() if k in kept}
     named = list(given_labels.values())  # one per model component (its losses share it)
     for label in sorted({x for x in named if named.count(x) > 1}):
         problems.append(f"models: label {label!r} names several entries; give each entry its own label")
@@ -277,8 +287,42 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     problems.extend(_requirement_problems(cells, registry))  # after pruning: an excluded pair is no problem
     if problems:
         raise ConfigError(problems, source=source)
-    return Suite(name=name, raw=raw, cells=cells, tracking=sf.tracking.model_dump(exclude_unset=True), report=report,
-                 source=source, jobs=sf.jobs)
+    by_hash: dict[str, Cell] = {}
+    for cell in cells:  # what the entries above cannot tell apart still runs once
+        if by_hash.setdefault(cell.config_hash, cell) is not cell:
+            warnings.append(f"cell {cell.run_name!r} is configured twice; it runs once")
+    return Suite(name=name, raw=raw, cells=list(by_hash.values()), tracking=sf.tracking.model_dump(exclude_unset=True),
+                 report=report, source=source, jobs=sf.jobs, warnings=list(dict.fromkeys(warnings)))
+
+
+def _key(*comps: Component | None) -> str:
+    """What makes components the same configuration: names and resolved parameters (defaults filled)."""
+    return json.dumps([None if c is None else [c.name, c.params] for c in comps], sort_keys=True, default=str)
+
+
+def _unique(key: str, comps: list[Component], registry: Registry, warnings: list[str]) -> list[Component]:
+    """The components in order, each configuration once; a repeated one (two entries that resolve to the same
+    plugin and parameters once defaults are filled) is dropped with a warning, so it is not run twice."""
+    out: dict[str, Component] = {}
+    for comp in comps:
+        if out.setdefault(_key(comp), comp) is not comp:
+            what = _described(registry.get(comp.kind, comp.name), comp, repr(comp.name))
+            warnings.append(f"{key}: {what} is listed more than once (the same plugin and parameters once defaults "
+                            "are filled); it runs once: drop the duplicate entry")
+    return list(out.values())
+
+
+def _unique_models(model_cells: list, origin: dict[int, str], registry: Registry, warnings: list[str]) -> list:
+    """(model, loss, reason) triples, each model-and-loss configuration once: an identical entry is trained once."""
+    out: dict[str, tuple] = {}
+    for triple in model_cells:
+        model, loss, _ = triple
+        first = out.setdefault(_key(model, loss), triple)
+        if first is not triple:
+            what = _described(registry.get("model", model.name), model, origin[id(model)])
+            warnings.append(f"{what}{f' with loss {loss.name!r}' if loss else ''} is the same configuration as "
+                            f"{origin[id(first[0])]}; it is trained once: drop one of the entries")
+    return list(out.values())
 
 
 def _described(spec, comp: Component, where: str) -> str:
@@ -368,7 +412,8 @@ def _prune(cells: list[Cell], include, exclude, source: str) -> list[Cell]:
     return cells
 
 
-def _planners(entries, tasks: list[str], registry: Registry, problems: list[str]) -> list[PlannerRun]:
+def _planners(entries, tasks: list[str], registry: Registry, problems: list[str], warnings: list[str]
+              ) -> list[PlannerRun]:
     """The suite's planner runs: every parameter combination, validated against the schema and the planner's own
     checks (e.g. beta <= alpha); labels name what varies."""
     from .matching import planner_label
@@ -389,10 +434,11 @@ def _planners(entries, tasks: list[str], registry: Registry, problems: list[str]
             except (TypeError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
             comps.append(comp)
+    comps = _unique("planners", comps, registry, warnings)
     keys = {k for c in comps for k in c.params}
     varying = {k for k in keys if len({json.dumps(c.params[k], default=str) for c in comps if k in c.params}) > 1}
     out = [PlannerRun(c.name, c.params, planner_label(c.name, c.params, varying & set(c.params))) for c in comps]
     labels = [o.label for o in out]
     for label in sorted({x for x in labels if labels.count(x) > 1}):
-        problems.append(f"planners: {label!r} is listed twice with the same parameters; drop the duplicate")
+        problems.append(f"planners: {label!r} names two configurations; give them parameters that tell them apart")
     return out

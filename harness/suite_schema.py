@@ -8,6 +8,7 @@ Internal: plugin authors use `harness.plugin`.
 from __future__ import annotations
 
 import typing
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from .errors import did_you_mean
+from .schema import text_hint
 from .specs import Task
 
 
@@ -40,9 +42,14 @@ def _named(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-Positive = Annotated[Union[StrictInt, StrictFloat], Field(gt=0)]
+Positive = Annotated[Union[StrictInt, StrictFloat], Field(gt=0, allow_inf_nan=False)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 NonEmpty = Annotated[StrictStr, Field(min_length=1, pattern=r"\S")]
+SEED_MAX = 2**32 - 1
+"""numpy's seed range is [0, 2**32 - 1]: a seed outside it would pass here and fail at run time."""
+Seed = Annotated[StrictInt, Field(ge=0, le=SEED_MAX)]
+NAME_MAX = 100
+"""A suite name is an MLflow experiment, a report file name and a tag: a line of text, not a paragraph."""
 
 
 class _Strict(BaseModel):
@@ -140,7 +147,7 @@ class SuiteFile(_Strict):
     planners: _listed(Entry) = Field([], description="planners run on every cell's scores (task matching)")
     metrics: _listed(NonEmpty) | None = Field(None, description="metric names (default recall, ndcg)")
     cutoffs: _listed(PositiveInt) = Field([10, 20], min_length=1, description="the K of metric@K")
-    seeds: _listed(StrictInt) = Field([0], min_length=1, description="one cell per seed")
+    seeds: _listed(Seed) = Field([0], min_length=1, description="one cell per seed, each in [0, 2**32 - 1]")
     candidates: _listed(Candidates) = Field([FullCandidates()], min_length=1, description="full and/or sampled ranking")
     exclude_seen: StrictBool = Field(True, description="drop items in a state's history from its itemrec ranking")
     save_rankings: StrictBool = Field(True, description="save top-K rankings and targets as Parquet artifacts")
@@ -163,7 +170,10 @@ def parse(raw: dict[str, Any]) -> tuple[SuiteFile | None, list[str]]:
         return SuiteFile.model_validate(raw), []
     except ValidationError as exc:
         errors = exc.errors()
-    problems = [_problem(err) for err in errors]
+    floats = {tuple(p for p in err["loc"] if p != "float") for err in errors if "float" in err["loc"]}
+    errors = [err for err in errors  # an int-or-float key: the float member's problem says "a valid number"
+              if "int" not in err["loc"] or tuple(p for p in err["loc"] if p != "int") not in floats]
+    problems = list(dict.fromkeys(_problem(err) for err in errors))
     bad = {err["loc"][0] for err in errors if err["loc"]}
     try:
         return SuiteFile.model_validate({k: v for k, v in raw.items() if k not in bad}), problems
@@ -175,12 +185,16 @@ _TAGGED = {"full": FullCandidates, "sampled": SampledCandidates}
 """Discriminator tags pydantic puts in an error's location: not keys of the file."""
 
 
+_UNION_TAGS = {"int", "float"}
+"""The members of an int-or-float union that pydantic puts in an error's location (no key is named so)."""
+
+
 def _path(loc: tuple) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part not in _TAGGED and not str(part).startswith("function-"):
+        elif part not in _TAGGED and part not in _UNION_TAGS and not str(part).startswith("function-"):
             out += ("." if out else "") + str(part)
     return out
 
@@ -223,7 +237,28 @@ def _problem(err: dict) -> str:
         return f"{where}: unknown task {value!r}{did_you_mean(str(value), typing.get_args(Task))}"
     value = err.get("input")
     shown = f", got {value!r}" if not isinstance(value, dict) and value is not None else ""
-    return f"{where}: {err['msg'][0].lower() + err['msg'][1:]}{shown}"
+    msg = f"{where}: {err['msg'][0].lower() + err['msg'][1:]}{shown}"
+    if loc == ("jobs",) and err["type"] == "greater_than":
+        return f"jobs: must be at least 1 (worker processes), got {value!r}; leave it out for 1"
+    if loc and loc[0] == "seeds" and err["type"] in ("greater_than_equal", "less_than_equal"):
+        msg += f"; a seed is an integer in [0, {SEED_MAX}] (numpy's seed range)"
+    want = err["type"].split("_")[0]  # int_type, float_parsing, bool_type ...: what the key wanted
+    return msg + (text_hint(want, value) if want in ("int", "float", "bool") else "")
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a suite (it becomes an MLflow experiment, a file name under reports/ and a tag), or
+    None: at most NAME_MAX characters, no path separator, no control character."""
+    if len(name) > NAME_MAX:
+        return (f"name: {len(name)} characters, over the limit of {NAME_MAX}; give the suite a short name "
+                f"(name: ...) and put the rest in description")
+    bad = sorted({c for c in name if c in "/\\" or unicodedata.category(c).startswith("C")})
+    if bad:
+        return (f"name {name!r}: contains {', '.join(repr(c) for c in bad)}; a suite name may not contain a path "
+                "separator or a control character: use letters, digits, spaces, - _ . ( ) [ ]")
+    if name.strip() in (".", ".."):
+        return f"name {name!r}: not a usable name; use letters and digits"
+    return None
 
 
 @dataclass(frozen=True)
