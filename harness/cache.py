@@ -17,11 +17,12 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .data import Dataset
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 CACHE_ENV = "MATCHBENCH_CACHE"
 
@@ -64,13 +65,52 @@ def source_stamp(spec: Any, params: dict[str, Any]) -> list[list[Any]]:
     return stamp
 
 
+CHECKS_VERSION = 1
+"""Part of every cache key; bumped when the loaders start refusing data they used to accept (a time of 1e30, a
+line cut off at the end of a file), so entries built before are rebuilt, and checked, instead of served."""
+
+
 def dataset_key(name: str, spec: Any, params: dict[str, Any]) -> str:
-    """The cache key of a dataset: its name, a hash of its resolved params and of its source files' stamps."""
-    key = f"{name}-{param_hash(params)}"
+    """The cache key of a dataset: its name, a hash of its resolved params (with CHECKS_VERSION) and of its source
+    files' stamps."""
+    key = f"{name}-{param_hash(dict(params, _checks=CHECKS_VERSION))}"
     stamp = source_stamp(spec, params)
     if stamp:
         key += "-" + param_hash(stamp)
     return key
+
+
+_kept: dict[str, Dataset] = {}
+_keeping = False
+
+
+@contextmanager
+def keep_last_loaded():
+    """While a suite runs its cells in this process, keep the last loaded dataset that the disk cache cannot hold
+    (a synthetic world with its truth, prebuilt CTR impressions) in memory, so the pre-flight's load serves the
+    cells that follow instead of building it again; one at a time, dropped when the block ends."""
+    global _keeping
+    _keeping = True
+    try:
+        yield
+    finally:
+        _keeping = False
+        _kept.clear()
+
+
+def _build(spec: Any, name: str, resolved: dict[str, Any]) -> Dataset:
+    """The plugin's load; a data error in the copy `datasets fetch` imported names that copy, since it is read
+    before the shared data and a damaged or truncated import (--no-verify) would otherwise shadow good files."""
+    try:
+        return spec.factory(**resolved)
+    except DataError as exc:
+        folder = raw_dir(name)
+        if folder.is_dir() and (str(folder) in str(exc) or str(folder.resolve()) in str(exc)):
+            raise DataError(f"{exc}. That file is the copy `matchbench datasets fetch` imported into the cache, "
+                            f"which is read before the shared data: delete that folder (rm -r {folder}) to use "
+                            f"the shared data again, or run `matchbench datasets fetch {name} --from <a good "
+                            "copy>`") from None
+        raise
 
 
 def load_dataset(registry: Any, name: str, params: dict[str, Any] | None = None, cache: bool = True) -> Dataset:
@@ -81,7 +121,7 @@ def load_dataset(registry: Any, name: str, params: dict[str, Any] | None = None,
     if problems:
         raise ConfigError(problems)
     if not cache or not getattr(spec, "cache", True):
-        return spec.factory(**resolved)
+        return _build(spec, name, resolved)
 
     key = dataset_key(name, spec, resolved)
     parent = cache_root() / "datasets"
@@ -91,9 +131,14 @@ def load_dataset(registry: Any, name: str, params: dict[str, Any] | None = None,
             return Dataset.load(entry)
         except Exception:  # a corrupt or old-format entry: rebuild it
             shutil.rmtree(entry, ignore_errors=True)
+    if key in _kept:
+        return _kept[key]
 
-    dataset = spec.factory(**resolved)
+    dataset = _build(spec, name, resolved)
     if dataset.truth is not None or dataset.impressions is not None:  # objects parquet cannot hold: never cached
+        if _keeping:
+            _kept.clear()
+            _kept[key] = dataset
         return dataset
     dataset.meta.setdefault("checksum", f"fingerprint:{dataset.fingerprint}")
     dataset.meta.update(fingerprint=dataset.fingerprint, cache_key=key, params=resolved)

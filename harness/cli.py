@@ -121,6 +121,10 @@ def cmd_run(args) -> int:
     _print_warnings(s)
     jobs = effective_jobs(args.jobs, s)
     if args.dry_run:
+        from .preflight import preflight
+
+        checked = preflight(s.runnable, reg)  # a data problem: DataError, exit 2 (a run does this in run_suite)
+        con.print(f"data: {checked} (dataset, split) combination(s) loaded and split, no problem found", markup=False)
         for c in s.cells:
             con.print(f"  {c.config_hash}  {escape(c.run_name)}"
                       + (f"  [yellow]skipped: {escape(c.skip_reason)}[/yellow]" if c.skip_reason else ""))

@@ -215,6 +215,7 @@ def from_events(name: str, df: pd.DataFrame, time_unit: str, meta: dict[str, Any
         row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
         raise DataError(f"{where}: {at(row)}: time {str(df['time'].iloc[row])!r} is not numeric; convert times to "
                         "numbers or give a time_format (e.g. '%Y-%m-%d %H:%M:%S')")
+    _check_time_range(df["time"].to_numpy(np.float64), time_unit, where, at)
     user, user_ids = encode_ids(df["user"])
     item, item_ids = encode_ids(df["item"])
     extra = [c for c in df.columns if c not in ("user", "item", "time", "value", "event")]
@@ -225,6 +226,30 @@ def from_events(name: str, df: pd.DataFrame, time_unit: str, meta: dict[str, Any
                      features={c: df[c].to_numpy() for c in extra})
     return Dataset(name=name, interactions=x, user_ids=user_ids, item_ids=item_ids,
                    meta=dict(meta or {}, time_unit=time_unit))
+
+
+MAX_TIME_DAYS = 1e6
+"""The furthest a time may lie from time 0, in days (about 2,700 years): a real log's unix times, or its days since
+its own start, are far inside; 1e30, or milliseconds read as seconds, are not, and would make every split cut
+meaningless (one event alone in the test window)."""
+
+
+def _check_time_range(t: np.ndarray, time_unit: str, where: str, at) -> None:
+    """Refuse an infinite or absurd time, naming its line: it would silently become the whole test window."""
+    per_day = TIME_UNITS.get(time_unit, 1.0)
+    days = np.abs(t) / per_day
+    bad = ~(days <= MAX_TIME_DAYS)
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    value, n = t[row], int(bad.sum())
+    rows = f"{n} such row{'s' if n > 1 else ''}"
+    if not np.isfinite(value):
+        raise DataError(f"{where}: {at(row)}: time {value} is not a finite number ({rows}); fix or drop such rows")
+    hint = next((f"if the times are in {u}, set time_unit: {u}" for u, d in TIME_UNITS.items()
+                 if d > per_day and days[row] * per_day / d <= MAX_TIME_DAYS), "fix or drop such rows")
+    raise DataError(f"{where}: {at(row)}: time {value:g} (time_unit {time_unit!r}) is {days[row]:.3g} days from time "
+                    f"0, beyond the {MAX_TIME_DAYS:g} days (about 2,700 years) any event log spans ({rows}); {hint}")
 
 
 # ------------------------------------------------------------------------------------------------ event filters

@@ -43,11 +43,16 @@ class LocalExecutor:
     def __init__(self, jobs: int = 1):
         self.jobs = max(1, int(jobs))
 
+    @property
+    def in_process(self) -> bool:
+        """Cells run in the driver's process (what was loaded before them can serve them)."""
+        return self.jobs == 1
+
     def map(self, cells: list[Cell], registry: Registry,
             progress: Callable[[str, int, int], None] | None = None) -> Iterator[CellRecord]:
         from threadpoolctl import threadpool_limits
 
-        from .runner import run_cell
+        from .runner import discard_scratch, run_cell
 
         if self.jobs == 1 or len(cells) <= 1:
             for cell in cells:
@@ -61,8 +66,18 @@ class LocalExecutor:
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads, blob)) as pool:
             futures = [pool.submit(_run_in_worker, c) for c in cells]
-            for fut in as_completed(futures):
-                yield fut.result()
+            handed: set[int] = set()
+            try:
+                for fut in as_completed(futures):
+                    handed.add(id(fut))
+                    yield fut.result()
+            except BaseException:  # interrupted, or the caller stopped: start no more cells, and drop the
+                for fut in futures:  # artifact folders of records nobody will read
+                    fut.cancel()
+                for fut in futures:
+                    if id(fut) not in handed and fut.done() and not fut.cancelled() and fut.exception() is None:
+                        discard_scratch(fut.result())
+                raise
 
 
 EXECUTORS = {"local": LocalExecutor}

@@ -39,6 +39,7 @@ from .files import (
                     bad_line,
                     candidates,
                     check_header,
+                    cut_last_line,
                     data_root,
                     finish,
                     first_bad,
@@ -114,7 +115,7 @@ __all__ = [
     "from_events", "encode_ids", "filter_events", "filter_params", "FILTER_PARAMS", "FILTER_NAMES", "Col",
     "read_table", "read_header", "check_header", "iter_lines", "line_text", "shown", "bad_line", "first_bad",
     "nullable_ints", "open_text", "finish", "align", "locate", "candidates", "data_root", "sources_or_path",
-    "verify_files", "sha256_file",
+    "verify_files", "sha256_file", "cut_last_line",
     # helpers for splits
     "states_from_events", "csr_ranges", "require_nonempty", "time_bounds", "window_end", "users_with_history",
     "summary", "fmt_time",

@@ -4,14 +4,19 @@ resumed (FINISHED cells skipped), executed and tracked from this process only. I
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
+from .cache import keep_last_loaded
 from .errors import ConfigError
 from .journey import Journey, environment, travel
+from .preflight import preflight
 from .registry import Registry
 from .suite import Cell, Suite
 from .tracking import CellRecord, Tracker
@@ -36,11 +41,23 @@ def run_cell(cell: Cell, registry: Registry, progress: Callable[[str, int, int],
     try:
         journey = Journey(cell, registry, rec, (lambda e, n: progress(cell.run_name, e, n)) if progress
                           else (lambda e, n: None))
-        travel(journey, artifact_dir or Path(tempfile.mkdtemp(prefix="matchbench-")))
+        if artifact_dir is None:  # ours: removed once the tracker has the artifacts (discard_scratch)
+            rec.scratch = artifact_dir = Path(tempfile.mkdtemp(prefix="matchbench-"))
+        travel(journey, artifact_dir)
     except Exception:  # a failing cell is recorded, the suite goes on
         rec.status, rec.error = "FAILED", traceback.format_exc()
+    except BaseException:  # interrupted: nobody will upload what the cell wrote
+        discard_scratch(rec)
+        raise
     rec.end_time = time.time()
     return rec
+
+
+def discard_scratch(rec: CellRecord) -> None:
+    """Remove the temporary folder run_cell made for a cell's artifacts (once the tracker has recorded them);
+    MATCHBENCH_KEEP_TMP keeps it, for debugging."""
+    if rec.scratch is not None and os.environ.get("MATCHBENCH_KEEP_TMP") is None:
+        shutil.rmtree(rec.scratch, ignore_errors=True)
 
 
 def metric_directions(cell: Cell, registry: Registry) -> dict[str, int]:
@@ -71,28 +88,40 @@ def run_suite(suite: Suite, registry: Registry, executor, tracker: Tracker, reru
               on_record: Callable[[CellRecord, int, int], None] | None = None,
               progress: Callable[[str, int, int], None] | None = None) -> list[CellRecord]:
     """Execute the suite's cells (skipping FINISHED ones unless `rerun`), recording each in the tracker
-    from this process only. Returns the records of this invocation."""
+    from this process only. Returns the records of this invocation.
+
+    The data of the cells to run is loaded and split first (`harness.preflight`): a data problem raises a
+    DataError before anything is trained or recorded. However the suite ends (an exception, Ctrl-C), the
+    tracker's invocation is closed: FAILED, or KILLED when interrupted, so no run is left RUNNING."""
     done = set() if rerun else tracker.finished_hashes(suite.name)
     todo = [c for c in suite.cells if c.config_hash not in done]
-    tracker.suite_started(suite.name, suite.raw, len(todo))
+    runnable = [c for c in todo if not c.skip_reason]
     records: list[CellRecord] = []
-    status = "FAILED"
-    try:
-        skipped = [c for c in todo if c.skip_reason]
-        for cell in skipped:
-            rec = run_cell(cell, registry)
+
+    def record(rec: CellRecord) -> None:
+        try:
             tracker.cell_finished(rec)
-            records.append(rec)
-            if on_record:
-                on_record(rec, len(records), len(todo))
-        for rec in executor.map([c for c in todo if not c.skip_reason], registry, progress):
-            tracker.cell_finished(rec)
-            records.append(rec)
-            if on_record:
-                on_record(rec, len(records), len(todo))
-        status = "FINISHED"
-    finally:
-        tracker.suite_finished(status)
+        finally:
+            discard_scratch(rec)
+        records.append(rec)
+        if on_record:
+            on_record(rec, len(records), len(todo))
+
+    with keep_last_loaded() if getattr(executor, "in_process", False) else nullcontext():
+        preflight(runnable, registry)
+        status = "FAILED"
+        try:
+            tracker.suite_started(suite.name, suite.raw, len(todo))
+            for cell in (c for c in todo if c.skip_reason):
+                record(run_cell(cell, registry))
+            for rec in executor.map(runnable, registry, progress):
+                record(rec)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            tracker.suite_finished(status)
     return records
 
 

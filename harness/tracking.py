@@ -24,7 +24,8 @@ class CellRecord:
     `metrics` are named `<task>/<metric>_<k>` (e.g. itemrec/ndcg_10) or `<task>/<name>`;
     `curves` are training curves {name: [(step, value), ...]}; `artifacts` maps an artifact
     path (e.g. "rankings.parquet") to a local file to upload; `error` is the traceback of a
-    FAILED cell and `reason` the reason a cell was SKIPPED.
+    FAILED cell and `reason` the reason a cell was SKIPPED. `scratch` is the temporary folder the
+    runner made for the artifacts: it removes it once the tracker has recorded the cell.
     """
 
     suite: str
@@ -40,6 +41,7 @@ class CellRecord:
     reason: str | None = None
     start_time: float = 0.0
     end_time: float = 0.0
+    scratch: Path | None = None
 
     @property
     def wall_time(self) -> float:
@@ -63,7 +65,8 @@ class Tracker:
         return set()
 
     def runs(self, suite: str) -> pd.DataFrame:
-        """One row per cell record of `suite` (latest per config hash): columns run_id, run_name,
+        """One row per configuration of `suite`: its newest FINISHED record, else its newest record (a failed
+        `--rerun` does not hide the last good result), with columns run_id, run_name,
         status, config_hash, wall_time, `params.<key>`, `metrics.<name>`, `tags.<key>`."""
         raise NotImplementedError
 

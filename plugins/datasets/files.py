@@ -24,12 +24,15 @@ from harness.plugin import (
     Dataset,
     DatasetSpec,
     Param,
+    cut_last_line,
     did_you_mean,
     filter_events,
     filter_params,
     from_events,
     hookimpl,
+    line_text,
     sha256_file,
+    shown,
 )
 
 OUR_NAMES = ("user", "item", "time", "value", "event")
@@ -224,12 +227,31 @@ def build(df: pd.DataFrame, lines: np.ndarray, where: str, name: str, time_unit:
     return from_events(name, df, time_unit, meta=dict(meta, ordered=ordered), where=where, lines=lines)
 
 
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _parse_error(p: Path, e: Exception, sep: str, header: bool) -> DataError:
+    """pandas' tokenizer error as one line that keeps what matters: the line number, the field counts, the line."""
+    m = _FIELDS.search(str(e))
+    if m:
+        want, line, got = (int(g) for g in m.groups())
+        first = "the header" if header else "the first line"
+        return DataError(f"{p}: line {line}: expected {want} fields separated by {sep!r} (as in {first}), got {got}: "
+                         f"{shown(line_text(p, line))!r}; fix or delete the line, or check sep (a separator inside "
+                         "a field needs quotes)")
+    flat = " ".join(str(e).split())
+    return DataError(f"{p}: cannot parse as CSV with sep={sep!r} ({flat}); check sep and the line it names")
+
+
 def load_csv(path: str | None = None, columns: dict | None = DEFAULT_COLUMNS, time_unit: str = "s",
              time_format: str | None = None, sep: str = ",", header: bool = True, features: list | tuple | None = (),
              ordered: bool = False, **filters: Any) -> Dataset:
     p = _check_path(path, "csv")
     where = str(p)
     mapping = _mapping(columns, where, header)
+    cut = cut_last_line(p, sep, 1 if header else 0)
+    if cut is not None:
+        raise cut
     try:
         ids = [mapping[k] for k in ("user", "item") if k in mapping]  # read as text: keeps ids like "0132793040"
         raw = pd.read_csv(p, sep=sep, header=0 if header else None, engine="python" if len(sep) > 1 else "c",
@@ -237,11 +259,15 @@ def load_csv(path: str | None = None, columns: dict | None = DEFAULT_COLUMNS, ti
     except pd.errors.EmptyDataError:
         raise DataError(f"{where}: the file is empty; point path at a file with a header line and events") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"{where}: cannot parse as CSV with sep={sep!r} ({e}); "
-                        "check sep and the line it names") from None
+        raise _parse_error(p, e, sep, header) from None
     if not header:
         raw.columns = list(range(raw.shape[1]))
     lines = line_numbers(p, len(raw), header)
+    if not isinstance(raw.index, pd.RangeIndex):  # pandas takes the surplus fields of a first data line longer than
+        got = raw.shape[1] + raw.index.nlevels       # the header as an index, and every column shifts: refuse it
+        raise DataError(f"{where}: line {lines[0]}: expected {raw.shape[1]} fields separated by {sep!r} (as in the "
+                        f"header), got {got}; fix or delete the line, or check sep (a separator inside a field needs "
+                        "quotes)")
     for c in ids:
         if c in raw.columns:
             raw[c] = integer_ids(raw[c])

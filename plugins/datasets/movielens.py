@@ -31,6 +31,7 @@ from harness.plugin import (
     Dataset,
     DatasetSpec,
     Param,
+    cut_last_line,
     finish,
     hookimpl,
     locate,
@@ -141,6 +142,9 @@ def read_ratings(f: Path, v: Variant, data: bytes) -> tuple[pd.DataFrame, np.nda
         if tuple(first.split(v.sep)) != v.header:
             raise DataError(f"{f}: line 1: expected the header {v.sep.join(v.header)!r}, got {first!r}; "
                             "restore the header line or set variant to match the file")
+    cut = cut_last_line(f, v.sep, 1 if v.header else 0, data)
+    if cut is not None:  # checked even with verify: false, the setting a damaged file gets loaded with
+        raise cut
     text = data.replace(b"::", b"\t") if v.sep == "::" else data  # the C reader takes one-character separators
     dtype = {0: np.int64, 1: np.int64, 2: np.float64 if v.float_rating else np.int64, 3: np.int64}
     try:
