@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from ..tracking import Tracker
 from .aggregation import TRUTH, aggregate, direction, keep_metrics, long_frame, metric_key, suite_labels
 from .plots import learning_curves, metric_vs_k, safe_name
@@ -175,6 +176,21 @@ def cells_md(df: pd.DataFrame, tracker: Tracker) -> str:
     return "\n".join(out)
 
 
+def nothing_to_report(tracker: Tracker, suite: str, configs: Iterable[str] | None, md: Path) -> str:
+    """Why there is no report to write: the store has no runs of the suite, or none of its configurations."""
+    store = getattr(tracker, "uri", None)
+    where = f"the tracking store {store}" if store else "the tracking store"
+    kept = f"{md} left as it is" if md.exists() else "no report written"
+    runs = tracker.runs(suite)
+    if runs is None or runs.empty:
+        return (f"suite {suite!r} has no runs in {where}: nothing to report ({kept}); run it first (matchbench run), "
+                "or point --tracking-uri at the store that holds its runs")
+    n = len(set(configs)) if configs is not None else 0
+    return (f"suite {suite!r} has {len(runs)} recorded configuration(s) in {where}, but none of its current {n} "
+            f"(the suite changed since they ran): nothing to report ({kept}); run the suite (matchbench run) to "
+            "record them")
+
+
 def write_suite_report(tracker: Tracker, suite, out_dir: Path | str | None = None) -> Path:
     """`write_report` for a `harness.suite.Suite` as its `report:` block asks (folder, metrics, views, note),
     counting only the configurations the suite has now, under the labels the suite gives them."""
@@ -192,14 +208,17 @@ def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), 
     `report:` block) adds the paper-shaped tables and figures of `harness.report.views` it names; `note` (its
     `report.note`) is the suite author's reading guide, printed under the title. `configs` (the config hashes of
     the suite's cells) keeps records of configurations the suite no longer has out of the report; `labels` (config
-    hash -> the suite's labels of that cell) name the methods and data, else the runs' tags do."""
+    hash -> the suite's labels of that cell) name the methods and data, else the runs' tags do. A store without
+    records of these configurations is a ConfigError: an existing report is never replaced by an empty one."""
     out_dir = Path(out_dir)
     stem = safe_name(suite)
+    df, long_all = long_frame(tracker, suite, configs, labels)
+    if df.empty:  # a mistyped store or a suite that never ran: say so, and leave a good report as it is
+        raise ConfigError(nothing_to_report(tracker, suite, configs, out_dir / f"{stem}.md"))
     plots_dir = out_dir / stem
     plots_dir.mkdir(parents=True, exist_ok=True)
     for old in plots_dir.glob("*.png"):
         old.unlink()
-    df, long_all = long_frame(tracker, suite, configs, labels)
     long = keep_metrics(long_all, metrics)
     agg = aggregate(long)
     pq = PerQuery(tracker) if per_query else None

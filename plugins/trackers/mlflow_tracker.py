@@ -94,15 +94,28 @@ class MlflowTracker(Tracker):
     """Tracker on an MLflow store. `experiment`: the experiment name (default: the suite's name)."""
 
     def __init__(self, uri: str = "sqlite:///mlruns.db", experiment: str | None = None):
-        from mlflow import MlflowClient
-
         self.uri = _absolute_sqlite(uri)
         self.experiment = experiment
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self._client = None
         self.parent_id: str | None = None
         self.suite: str | None = None
         self._experiment_ids: dict[str, str] = {}
         self._tmp: Path | None = None
+
+    @property
+    def client(self):
+        """The store's client, made on first use: making it creates an SQLite store's file, which a command that
+        only reads (report, results) must not do for a mistyped path."""
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def _no_store(self) -> bool:
+        """An SQLite store whose file does not exist holds no runs; reading it must not create it."""
+        db = _sqlite_path(self.uri)
+        return db is not None and not db.exists()
 
     # ----------------------------------------------------------------- experiment
     def _experiment_name(self, suite: str) -> str:
@@ -118,6 +131,8 @@ class MlflowTracker(Tracker):
         name = self._experiment_name(suite)
         if name in self._experiment_ids:
             return self._experiment_ids[name]
+        if self._no_store():
+            return None
         exp = retry(lambda: self.client.get_experiment_by_name(name))
         if exp is None:
             return None
@@ -175,11 +190,11 @@ class MlflowTracker(Tracker):
         run = retry(lambda: self.client.create_run(exp_id, tags=tags, run_name=f"{suite} {stamp}"))
         self.parent_id = run.info.run_id
         self._log_batch(self.parent_id, params=[MParam("n_cells", str(int(n_cells)))])
-        path = self._tmpdir() / "parent" / "suite.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
         plain = json.loads(json.dumps(config or {}, default=str))
-        path.write_text(yaml.safe_dump(plain, sort_keys=False))
-        retry(lambda: self.client.log_artifact(self.parent_id, str(path)))
+        with tempfile.TemporaryDirectory(prefix="matchbench-mlflow-") as tmp:
+            path = Path(tmp) / "suite.yaml"
+            path.write_text(yaml.safe_dump(plain, sort_keys=False))
+            retry(lambda: self.client.log_artifact(self.parent_id, str(path)))
 
     def cell_finished(self, record: CellRecord) -> None:
         from mlflow.entities import Metric, RunTag
@@ -214,36 +229,32 @@ class MlflowTracker(Tracker):
                 metrics.extend(Metric(str(name)[:MAX_KEY_LENGTH], float(v), ts, int(step)) for step, v in points)
             self._log_batch(run_id, metrics=metrics, params=params)
             self._log_artifacts(run_id, record)
-        except Exception as exc:  # record what went wrong with the recording itself, then close the run
-            error = str(exc)[:500]
+        except BaseException as exc:  # record what went wrong with the recording itself, then close the run
+            error = str(exc)[:500] or type(exc).__name__
+            closed = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"  # never left RUNNING
             retry(lambda: self.client.log_batch(run_id, tags=[RunTag("matchbench.tracking_error", error)]))
-            retry(lambda: self.client.set_terminated(run_id, "FAILED", end_time=_ms(end)))
+            retry(lambda: self.client.set_terminated(run_id, closed, end_time=_ms(end)))
             raise
         status = "FAILED" if record.status == "FAILED" else "FINISHED"
         retry(lambda: self.client.set_terminated(run_id, status, end_time=_ms(end)))
 
     def _log_artifacts(self, run_id: str, record: CellRecord) -> None:
-        staged: Path | None = None
-        for art_path, local in record.artifacts.items():
-            local = Path(local)
-            art = Path(str(art_path).strip("/"))
-            if art.name == local.name:
-                parent = None if str(art.parent) in ("", ".") else art.parent.as_posix()
-                retry(lambda lp=local, ap=parent: self.client.log_artifact(run_id, str(lp), artifact_path=ap))
-                continue
-            if staged is None:
-                staged = self._tmpdir() / run_id
-            dst = staged / art
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(local, dst)
-        if record.status == "FAILED" and record.error:
-            if staged is None:
-                staged = self._tmpdir() / run_id
-            staged.mkdir(parents=True, exist_ok=True)
-            (staged / "error.txt").write_text(record.error)
-        if staged is not None:
-            retry(lambda: self.client.log_artifacts(run_id, str(staged)))
-            shutil.rmtree(staged, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix="matchbench-mlflow-") as tmp:
+            staged = Path(tmp)  # artifacts stored under another name, and error.txt
+            for art_path, local in record.artifacts.items():
+                local = Path(local)
+                art = Path(str(art_path).strip("/"))
+                if art.name == local.name:
+                    parent = None if str(art.parent) in ("", ".") else art.parent.as_posix()
+                    retry(lambda lp=local, ap=parent: self.client.log_artifact(run_id, str(lp), artifact_path=ap))
+                    continue
+                dst = staged / art
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(local, dst)
+            if record.status == "FAILED" and record.error:
+                (staged / "error.txt").write_text(record.error)
+            if any(staged.iterdir()):
+                retry(lambda: self.client.log_artifacts(run_id, str(staged)))
 
     def suite_finished(self, status: str = "FINISHED") -> None:
         if self.parent_id is None:
@@ -298,8 +309,13 @@ class MlflowTracker(Tracker):
         if not rows:
             return pd.DataFrame(columns=list(self.BASE_COLUMNS))
         df = pd.DataFrame(rows)
-        df = df.sort_values(["start_time", "end_time"], ascending=False, kind="stable", na_position="last")
-        df = df.drop_duplicates("config_hash", keep="first").sort_values("start_time", kind="stable")
+        # per configuration its newest FINISHED record, else its newest: a newer attempt that failed (a --rerun
+        # after the data broke) does not hide the last good result; the newest finished one replaces it
+        df["_finished"] = (df["status"] == "FINISHED") & (df["run_status"] == "FINISHED")
+        df = df.sort_values(["_finished", "start_time", "end_time"], ascending=False, kind="stable",
+                            na_position="last")
+        df = df.drop_duplicates("config_hash", keep="first").drop(columns="_finished")
+        df = df.sort_values("start_time", kind="stable")
         for col in ("start_time", "end_time"):
             df[col] = pd.to_datetime(df[col], unit="ms", utc=True)
         base = [c for c in self.BASE_COLUMNS if c in df.columns]
