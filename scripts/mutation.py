@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
 # What the tests need besides the packages and tests (fixtures and suites are read relative to tests/).
 COPY = ["harness", "plugins", "tests", "datasets", "suites"]
-# Test files that any target may use when they exist (the property and survivor tests, the mutation kills).
-SHARED_TESTS = ["tests/test_mutation_kills.py", "tests/test_survivors.py", "tests/test_properties.py"]
+# Test files that any target may use when they exist (the survivor tests, the mutation kills). The hypothesis
+# property tests are left out: random draws make a mutant's verdict change from run to run, and they take minutes.
+SHARED_TESTS = ["tests/test_mutation_kills.py", "tests/test_survivors.py"]
 
 
 @dataclass

@@ -5,9 +5,11 @@ import warnings
 
 import numpy as np
 import pytest
+import test_report
 import torch
 from scipy import stats
 
+from harness import report
 from harness.report.statistics import holm, paired_p
 from plugins.metrics.ranking import coverage, mean_weight, median_weight, mrr
 
@@ -65,3 +67,21 @@ def test_paired_p_edge_cases_two_seeds_no_difference_and_a_constant_shift():
     t, w = paired_p(a, a - 0.1)  # every seed better by 0.1 (up to rounding, so scipy's t-test is not exact): p = 0
     assert t == 0.0
     assert w == pytest.approx(stats.wilcoxon(a, a - 0.1).pvalue)
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """The report tests' fake tracker: three methods, three seeds, per-query artifacts."""
+    return test_report.fake.__wrapped__(tmp_path)
+
+
+# mutants: significance()'s row keys renamed ("task" -> "TASK", "best" -> "XXbestXX", ...), the marker looked up for
+# the wrong method (`c.marks.get(None, "")`), `PerQuery(tracker) if per_query or True` and `_tests`' user p-values
+# computed with `pq` None
+def test_significance_rows_name_the_column_the_best_and_the_marker(fake):
+    sig = report.significance(fake, "fake")
+    row = sig[(sig.metric == "ndcg_10") & (sig.method == "item_pop")].iloc[0]
+    assert (row.task, row.dataset, row.best, row.marker) == ("itemrec", "synthetic", "bpr(factors=64)", "†§")
+    assert sig[(sig.metric == "ndcg_10") & (sig.method == "bpr(factors=8)")].iloc[0].marker == ""
+    without = report.significance(fake, "fake", per_query=False)
+    assert len(without) == len(sig) and without.p_users.isna().all() and not sig.p_users.isna().all()
