@@ -41,7 +41,7 @@ def _run_in_worker(cell: Cell) -> CellRecord:
 
 class LocalExecutor:
     def __init__(self, jobs: int = 1):
-        self.jobs = max(1, int(jobs))
+        self.jobs = max(1, min(int(jobs), os.cpu_count() or 1))  # never more processes than cores
 
     @property
     def in_process(self) -> bool:
@@ -63,7 +63,7 @@ class LocalExecutor:
 
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         blob = cloudpickle.dumps(registry)  # by value where needed: classes defined in a notebook or a test
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
+        with ProcessPoolExecutor(max_workers=min(self.jobs, len(cells)), mp_context=get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads, blob)) as pool:
             futures = [pool.submit(_run_in_worker, c) for c in cells]
             handed: set[int] = set()

@@ -544,7 +544,7 @@ PARAMS = (
     Param("churn_day", "float", None, "if set, μ_u is multiplied by churn_factor from this day on",
           nullable=True),
     Param("churn_factor", "float", 0.2, "background multiplier after churn_day", low=0.0),
-    Param("seed", "int", 0, "random seed (everything is deterministic per seed)"),
+    Param("seed", "int", 0, "random seed (everything is deterministic per seed)", low=0, high=2**32 - 1),
     Param("impressions", "bool", False, "add the impressions layer (DMR): exposures with click labels from a known "
                                         "click model; events organic / impression / click, feature slot"),
     Param("n_requests", "int", None, "impressions: number of exposure requests (default 5 per user)", low=1,
