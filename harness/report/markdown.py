@@ -226,7 +226,7 @@ def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), 
     buf = io.StringIO()
     buf.write(f"# Suite `{suite}`\n\n")
     buf.write(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from the tracking store by `matchbench report`. ")
-    buf.write("Only FINISHED cells enter the tables; the latest record per configuration counts.\n\n")
+    buf.write("Only FINISHED cells enter the tables; per configuration, its newest FINISHED record counts.\n\n")
     if note:
         buf.write(str(note).strip() + "\n\n")
     buf.write(tables_md(agg, long, pq))

@@ -2,7 +2,8 @@
 
 A dependency-free store for a laptop or a CI job: `suites: tracking: {tracker: jsonl, dir: runs}`. The runner
 calls a tracker from the driver process only, one record at a time, so appending needs no lock. Resume reads the
-FINISHED config hashes back (`finished_hashes`); reports read `runs` (the latest record per config hash),
+FINISHED config hashes back (`finished_hashes`); reports read `runs` (per config hash the latest FINISHED record,
+else the latest),
 `curve` and `artifact`. A run's id is its config hash and a counter: unique within the file, stable across reads.
 """
 from __future__ import annotations
@@ -62,7 +63,10 @@ class JsonlTracker(Tracker):
         return {r["config_hash"] for r in self._records(suite) if r["status"] == "FINISHED"}
 
     def runs(self, suite: str) -> pd.DataFrame:
-        latest = {r["config_hash"]: r for r in self._records(suite)}  # later lines win
+        latest: dict[str, dict[str, Any]] = {}  # later lines win, but a FINISHED one only over another FINISHED
+        for r in self._records(suite):
+            if r["status"] == "FINISHED" or latest.get(r["config_hash"], {}).get("status") != "FINISHED":
+                latest[r["config_hash"]] = r
         rows = [{"run_id": r["run_id"], "run_name": r["run_name"], "status": r["status"],
                  "config_hash": r["config_hash"], "wall_time": r["wall_time"],
                  **{f"params.{k}": v for k, v in r["params"].items()},
