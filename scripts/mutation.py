@@ -189,13 +189,41 @@ def survivor_diffs(work: Path, names: list[str]) -> dict[str, str]:
     return json.loads(proc.stdout)
 
 
+def recheck(name: str, result: dict, workers: int) -> dict[str, str]:
+    """Run each mutant that survived the last mutmut run of a target against the current shared test files (the
+    kill and survivor tests written since), in that run's ./mutants copy: {mutant: "killed" | "survived"}."""
+    mutants = WORK / name / "mutants"
+    files = [t for t in SHARED_TESTS if (ROOT / t).exists()]
+    for f in files:
+        shutil.copy2(ROOT / f, mutants / f)
+    todo = [k for codes in result["codes"].values() for k, v in codes.items() if STATUS.get(v) != "killed"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    out, running = {}, []
+    for mutant in todo + [None] * workers:
+        while len(running) >= workers or (mutant is None and running):
+            for m, proc in list(running):
+                if proc.poll() is not None:
+                    out[m] = "killed" if proc.returncode == 1 else "survived"
+                    running.remove((m, proc))
+            time.sleep(0.2)
+            if mutant is None and not running:
+                break
+        if mutant is not None:
+            cmd = ["nice", "-n", "10", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", *files]
+            running.append((mutant, subprocess.Popen(cmd, cwd=mutants, env=dict(env, MUTANT_UNDER_TEST=mutant),
+                                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+    return out
+
+
 def rows(result: dict) -> list[dict]:
     """Per-module counts for a target's result (a module measured on some functions only is marked with *)."""
     out = []
     for module, codes in result["codes"].items():
-        counts = {"killed": 0, "survived": 0, "timeout": 0, "no tests": 0, "other": 0}
-        for code in codes.values():
+        counts = {"killed": 0, "survived": 0, "timeout": 0, "no tests": 0, "other": 0, "new kills": 0}
+        for key, code in codes.items():
             status = STATUS.get(code, "other")
+            if result.get("rechecked", {}).get(key) == "killed":
+                status, counts["new kills"] = "killed", counts["new kills"] + 1
             counts[status if status in counts else "other"] += 1
         total = sum(counts.values())
         label = module + ("*" if BY_NAME[result["target"]].functions else "")
@@ -205,14 +233,16 @@ def rows(result: dict) -> list[dict]:
 
 
 def print_table(results: list[dict]) -> None:
-    head = f"{'module':45} {'mutants':>7} {'killed':>6} {'survived':>8} {'timeout':>7} {'no tests':>8} {'score':>6}"
+    head = (f"{'module':45} {'mutants':>7} {'killed':>6} {'survived':>8} {'timeout':>7} {'no tests':>8} "
+            f"{'score':>6} {'new kills':>9}")
     print(head)
     print("-" * len(head))
     for result in results:
         for r in rows(result):
             score = f"{r['score']:.1%}" if r["score"] is not None else "-"
             print(f"{r['module']:45} {r['mutants']:7} {r['killed']:6} {r['survived']:8} {r['timeout']:7} "
-                  f"{r['no tests']:8} {score:>6}")
+                  f"{r['no tests']:8} {score:>6} {r['new kills']:9}")
+    print("new kills: survivors of the mutmut run killed by the current kill/survivor tests (--recheck)")
     for result in results:
         print(f"# {result['target']}: {result['command']}  (tests: {' '.join(result['tests'])}; "
               f"{result['wall_s']} s, rc {result['rc']}, {result['date']})")
@@ -225,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3600, help="seconds per target before it is stopped")
     p.add_argument("--list", action="store_true", help="print the targets and exit")
     p.add_argument("--table", action="store_true", help="print the table of the last runs (.mutation/summary.json)")
+    p.add_argument("--recheck", action="store_true",
+                   help="rerun the last run's survivors of each target against the current kill/survivor tests")
     args = p.parse_args(argv)
     unknown = [t for t in args.targets if t not in BY_NAME]
     if unknown:
@@ -236,6 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     summary_path = WORK / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if args.table:
+        print_table([summary[t.name] for t in TARGETS if t.name in summary])
+        return 0
+    if args.recheck:
+        for name in args.targets or [t.name for t in TARGETS if t.name in summary]:
+            print(f"rechecking {name} ...", flush=True)
+            summary[name]["rechecked"] = recheck(name, summary[name], args.workers)
+            summary[name]["recheck_date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            summary_path.write_text(json.dumps(summary, indent=1))
         print_table([summary[t.name] for t in TARGETS if t.name in summary])
         return 0
     results = []
