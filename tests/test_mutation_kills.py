@@ -12,7 +12,10 @@ from scipy import stats
 
 from harness import ranking, report
 from harness.ctr import ImpressionRows, auc, calibration, ctr_metrics, gauc, logloss, truth_ctr_metrics
+from harness.errors import ConfigError
 from harness.report.statistics import holm, paired_p
+from plugins.losses.inbatch import PRESETS, BCENeg, InBatchNCE, SampledSoftmax, register_losses
+from plugins.losses.pairwise import BCELoss, BPRLoss
 from plugins.metrics.ranking import coverage, mean_weight, median_weight, mrr
 
 
@@ -205,3 +208,59 @@ def test_factor_scorer_scores_exactly_the_rows_of_any_block():
         assert torch.allclose(score(np.array(block)), u[block] @ v.T), block
     subset = ranking.factor_scorer(u, v, rows=np.array([7, 1, 4]))
     assert torch.allclose(subset(np.array([0, 2])), u[[7, 4]] @ v.T)
+
+
+# ------------------------------------------------------------------------------------------------ losses
+# mutants: BPR's and BCE's every operator (no selected test called them: bpr's own tests are model tests)
+def test_pairwise_and_pointwise_losses_by_hand():
+    pos, neg = torch.tensor([2.0, 0.5]), torch.tensor([1.0, 1.5])
+    sig = torch.sigmoid
+    assert BPRLoss()(pos, neg).item() == pytest.approx(-(math.log(sig(torch.tensor(1.0))) +
+                                                         math.log(sig(torch.tensor(-1.0)))) / 2, rel=1e-6)
+    bce = -((torch.log(sig(pos)).mean() + torch.log(sig(-neg)).mean()) / 2).item()
+    assert BCELoss()(pos, neg).item() == pytest.approx(bce, rel=1e-6)
+
+
+def _specs():
+    out = {}
+    register_losses(lambda spec: out.__setitem__(spec.name, spec))
+    return out
+
+
+# mutants: the constructors' defaults (alpha..delta_beta = 2, negatives = 101, power = 2.0, "XXuniformXX") that
+# differ from the registry's declared defaults, and _preset passing the Table II switches in the wrong slots
+def test_constructor_defaults_are_the_declared_ones_and_presets_follow_table_two():
+    specs = _specs()
+    for name in ("nce_eq10", "ssm", "bce_neg"):
+        declared = {p.name: p.default for p in specs[name].params}
+        bare, explicit = specs[name].factory(), specs[name].factory(**declared)
+        assert vars(bare) == vars(explicit), name
+    for name, (a, b, da, db, _) in PRESETS.items():
+        loss = specs[name].factory()
+        assert (loss.alpha, loss.beta, loss.delta_alpha, loss.delta_beta) == (a, b, da, db), name
+
+
+# mutants: every error message of the losses (the name of the bad switch, "alpha=beta=0", the choices of bce_neg,
+# "item"/"user" in the zero-weight error) replaced or emptied; `w.sum() <= 0` -> `< 0` (all-zero counts give NaN
+# probabilities) or `<= 1` (a single training event is refused)
+def test_loss_errors_name_the_culprit():
+    for kwargs, part in (({"beta": 2}, "beta must be 0 or 1"), ({"delta_alpha": 3}, "delta_alpha must be 0 or 1"),
+                         ({"alpha": 0, "beta": 0}, "alpha=beta=0 leaves no loss; set alpha (row part) and/or beta")):
+        with pytest.raises(ConfigError, match=part.replace("(", r"\(").replace(")", r"\)")):
+            InBatchNCE(**kwargs)
+    with pytest.raises(ConfigError, match=r"negatives='users' is not one of \['user', 'item', 'user_item'"):
+        BCENeg("users")
+    with pytest.raises(ValueError, match="every item has zero weight"):
+        SampledSoftmax().plan(np.ones(3), np.zeros(4))
+    with pytest.raises(ValueError, match="every item has zero weight"):
+        BCENeg("item").plan(np.ones(3), np.zeros(4))
+    with pytest.raises(ValueError, match="every user has zero weight"):
+        BCENeg("user").plan(np.zeros(3), np.ones(4))
+    assert SampledSoftmax().plan(np.ones(3), np.array([0.0, 1.0])).q_item.tolist() == [0.0, 1.0]
+
+
+# mutants: ssm's proposal `c ** power` -> `c * power`, and with power 0 `(c > 0)` -> `(c > 1)`
+def test_sampled_softmax_proposal_is_count_to_the_power_over_seen_items():
+    counts = np.array([0.0, 1.0, 4.0, 9.0])
+    assert SampledSoftmax(power=0.5).plan(None, counts).q_item == pytest.approx([0, 1 / 6, 2 / 6, 3 / 6])
+    assert SampledSoftmax(power=0.0).plan(None, counts).q_item == pytest.approx([0, 1 / 3, 1 / 3, 1 / 3])
