@@ -37,6 +37,8 @@ COPY = ["harness", "plugins", "tests", "datasets", "suites"]
 # Test files that any target may use when they exist (the survivor tests, the mutation kills). The hypothesis
 # property tests are left out: random draws make a mutant's verdict change from run to run, and they take minutes.
 SHARED_TESTS = ["tests/test_mutation_kills.py", "tests/test_survivors.py"]
+# What --recheck runs against the survivors: the kill tests (test_survivors.py was in every run's selection already).
+RECHECK_TESTS = ["tests/test_mutation_kills.py"]
 
 
 @dataclass
@@ -189,30 +191,49 @@ def survivor_diffs(work: Path, names: list[str]) -> dict[str, str]:
     return json.loads(proc.stdout)
 
 
-def recheck(name: str, result: dict, workers: int) -> dict[str, str]:
-    """Run each mutant that survived the last mutmut run of a target against the current shared test files (the
-    kill and survivor tests written since), in that run's ./mutants copy: {mutant: "killed" | "survived"}."""
+# Runs inside a target's ./mutants copy: imports the tests once, then forks one child per mutant (as mutmut does),
+# each with MUTANT_UNDER_TEST set, and prints {mutant: pytest exit code} (-14: stopped by the per-mutant alarm).
+RECHECK_CHILD = """
+import json, os, signal, sys
+import pytest
+names, files, limit = json.loads(sys.stdin.read()), sys.argv[2:], int(sys.argv[1])
+args = ["-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", *files]
+null = os.open(os.devnull, os.O_WRONLY)
+saved = os.dup(1), os.dup(2)
+os.dup2(null, 1), os.dup2(null, 2)
+pytest.main(["--collect-only", *args])
+out = {}
+for name in names:
+    pid = os.fork()
+    if pid == 0:
+        os.environ["MUTANT_UNDER_TEST"] = name
+        signal.alarm(limit)
+        os._exit(int(pytest.main(args)))
+    out[name] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+os.dup2(saved[0], 1)
+print(json.dumps(out))
+"""
+
+
+def recheck(name: str, result: dict, limit_s: int = 120) -> dict[str, str]:
+    """Run each mutant that survived the last mutmut run of a target against the current kill tests, in that run's
+    ./mutants copy: {mutant: "killed" | "survived" |
+    "timeout"}."""
     mutants = WORK / name / "mutants"
-    files = [t for t in SHARED_TESTS if (ROOT / t).exists()]
+    files = [t for t in RECHECK_TESTS if (ROOT / t).exists()]
     for f in files:
         shutil.copy2(ROOT / f, mutants / f)
     todo = [k for codes in result["codes"].values() for k, v in codes.items() if STATUS.get(v) != "killed"]
+    if not todo:
+        return {}
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
-    out, running = {}, []
-    for mutant in todo + [None] * workers:
-        while len(running) >= workers or (mutant is None and running):
-            for m, proc in list(running):
-                if proc.poll() is not None:
-                    out[m] = "killed" if proc.returncode == 1 else "survived"
-                    running.remove((m, proc))
-            time.sleep(0.2)
-            if mutant is None and not running:
-                break
-        if mutant is not None:
-            cmd = ["nice", "-n", "10", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", *files]
-            running.append((mutant, subprocess.Popen(cmd, cwd=mutants, env=dict(env, MUTANT_UNDER_TEST=mutant),
-                                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
-    return out
+    env.pop("MUTANT_UNDER_TEST", None)
+    proc = subprocess.run(["nice", "-n", "10", sys.executable, "-c", RECHECK_CHILD, str(limit_s), *files],
+                          cwd=mutants, env=env, input=json.dumps(todo), capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"recheck of {name} failed: {proc.stderr.strip()[-2000:]}")
+    codes = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {k: "killed" if c in (1, 3) else "timeout" if c == -14 else "survived" for k, c in codes.items()}
 
 
 def rows(result: dict) -> list[dict]:
@@ -225,7 +246,7 @@ def rows(result: dict) -> list[dict]:
             if result.get("rechecked", {}).get(key) == "killed":
                 status, counts["new kills"] = "killed", counts["new kills"] + 1
             counts[status if status in counts else "other"] += 1
-        total = sum(counts.values())
+        total = sum(counts.values()) - counts["new kills"]
         label = module + ("*" if BY_NAME[result["target"]].functions else "")
         out.append({"module": label, "mutants": total, **counts,
                     "score": round(counts["killed"] / total, 3) if total else None})
@@ -248,6 +269,19 @@ def print_table(results: list[dict]) -> None:
               f"{result['wall_s']} s, rc {result['rc']}, {result['date']})")
 
 
+def load_summary() -> dict:
+    """Every target's last run, with its recheck (.mutation/<target>/recheck.json) when it is of that run."""
+    path = WORK / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    for name, result in summary.items():
+        extra = WORK / name / "recheck.json"
+        if extra.exists():
+            found = json.loads(extra.read_text())
+            if found.get("run_date") == result.get("date"):
+                result.update(rechecked=found["rechecked"], recheck_date=found["recheck_date"])
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("targets", nargs="*", help=f"targets to run (default: all): {', '.join(BY_NAME)}")
@@ -256,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="print the targets and exit")
     p.add_argument("--table", action="store_true", help="print the table of the last runs (.mutation/summary.json)")
     p.add_argument("--recheck", action="store_true",
-                   help="rerun the last run's survivors of each target against the current kill/survivor tests")
+                   help="rerun the last run's survivors of each target against the current kill tests "
+                        "(one process, a fork per mutant)")
     args = p.parse_args(argv)
     unknown = [t for t in args.targets if t not in BY_NAME]
     if unknown:
@@ -265,17 +300,17 @@ def main(argv: list[str] | None = None) -> int:
         for t in TARGETS:
             print(f"{t.name:12} {' '.join(t.modules)}\n{'':12} tests: {' '.join(t.test_files())}")
         return 0
-    summary_path = WORK / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary = load_summary()
     if args.table:
         print_table([summary[t.name] for t in TARGETS if t.name in summary])
         return 0
     if args.recheck:
         for name in args.targets or [t.name for t in TARGETS if t.name in summary]:
             print(f"rechecking {name} ...", flush=True)
-            summary[name]["rechecked"] = recheck(name, summary[name], args.workers)
-            summary[name]["recheck_date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            summary_path.write_text(json.dumps(summary, indent=1))
+            found = {"run_date": summary[name]["date"], "rechecked": recheck(name, summary[name]),
+                     "recheck_date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            (WORK / name / "recheck.json").write_text(json.dumps(found, indent=1))
+            summary = load_summary()
         print_table([summary[t.name] for t in TARGETS if t.name in summary])
         return 0
     results = []
@@ -283,9 +318,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutating {name} ...", flush=True)
         result = run_target(BY_NAME[name], args.workers, args.timeout)
         results.append(result)
-        summary[name] = result
+        summary = load_summary()
+        summary[name] = result  # a new run replaces the target's entry (an older recheck no longer applies)
         WORK.mkdir(exist_ok=True)
-        summary_path.write_text(json.dumps(summary, indent=1))
+        (WORK / "summary.json").write_text(json.dumps(summary, indent=1))
         if result["rc"] != 0:
             print(f"  mutmut stopped (rc {result['rc']}): see .mutation/{name}/mutmut.log", flush=True)
         print_table([result])

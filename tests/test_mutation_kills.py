@@ -1,6 +1,7 @@
 """Tests that kill mutants mutmut found surviving (`make mutation`, reports/quality.md): each names the mutant it kills.
 The wider survivor list is in reports/quality.md; tests/test_survivors.py holds the hand-mutation survivors."""
 import math
+import re
 import warnings
 
 import numpy as np
@@ -244,9 +245,11 @@ def test_constructor_defaults_are_the_declared_ones_and_presets_follow_table_two
 # "item"/"user" in the zero-weight error) replaced or emptied; `w.sum() <= 0` -> `< 0` (all-zero counts give NaN
 # probabilities) or `<= 1` (a single training event is refused)
 def test_loss_errors_name_the_culprit():
-    for kwargs, part in (({"beta": 2}, "beta must be 0 or 1"), ({"delta_alpha": 3}, "delta_alpha must be 0 or 1"),
+    for kwargs, part in (({"alpha": 2}, "loss: alpha must be 0 or 1"), ({"beta": 2}, "loss: beta must be 0 or 1"),
+                         ({"delta_alpha": 3}, "loss: delta_alpha must be 0 or 1"),
+                         ({"delta_beta": -1}, "loss: delta_beta must be 0 or 1"),
                          ({"alpha": 0, "beta": 0}, "alpha=beta=0 leaves no loss; set alpha (row part) and/or beta")):
-        with pytest.raises(ConfigError, match=part.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ConfigError, match=re.escape(part)):
             InBatchNCE(**kwargs)
     with pytest.raises(ConfigError, match=r"negatives='users' is not one of \['user', 'item', 'user_item'"):
         BCENeg("users")
