@@ -168,11 +168,13 @@ def run_target(target: Target, workers: int, timeout: float) -> dict:
     with open(work / "survivors.txt", "w") as out:
         for name, diff in diffs.items():
             out.write(f"## {name}\n{diff}\n\n")
-    return {"target": target.name, "modules": target.modules, "tests": target.test_files(),
+    result = {"target": target.name, "modules": target.modules, "tests": target.test_files(),
             "deselected": target.deselected, "rc": rc,
             "wall_s": round(wall, 1), "codes": codes, "diffs": diffs,
             "command": f"cd .mutation/{target.name} && " + shlex.join(mutmut_command(workers, target.functions)),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    (work / "result.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 def survivor_diffs(work: Path, names: list[str]) -> dict[str, str]:
@@ -273,6 +275,10 @@ def load_summary() -> dict:
     """Every target's last run, with its recheck (.mutation/<target>/recheck.json) when it is of that run."""
     path = WORK / "summary.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
+    for own in WORK.glob("*/result.json"):  # each run also leaves its result in its own folder
+        found = json.loads(own.read_text())
+        if found["target"] not in summary or found["date"] > summary[found["target"]]["date"]:
+            summary[found["target"]] = found
     for name, result in summary.items():
         extra = WORK / name / "recheck.json"
         if extra.exists():
