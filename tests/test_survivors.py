@@ -49,7 +49,7 @@ def sequential_greedy(S, k, c_min, c_max):
     n_x, n_y = S.shape
     order = np.argsort(-S, axis=None, kind="stable")
     total = min(n_x * k, c_min * n_y)
-    k1, c1 = min(k, -(-total // n_x)), min(c_min, -(-total // n_y))
+    k1, c1 = min(k, -(-total // n_x)), min(c_min, total // n_y)
     a = np.zeros((n_x, n_y), int)
     for cap_x, cap_y in ((np.full(n_x, k1), np.full(n_y, c1)), (np.full(n_x, k), np.full(n_y, c_max))):
         for p in order:

@@ -263,8 +263,10 @@ def load_csv(path: str | None = None, columns: dict | None = DEFAULT_COLUMNS, ti
     if not header:
         raw.columns = list(range(raw.shape[1]))
     lines = line_numbers(p, len(raw), header)
-    if not isinstance(raw.index, pd.RangeIndex):  # pandas takes the surplus fields of a first data line longer than
-        got = raw.shape[1] + raw.index.nlevels       # the header as an index, and every column shifts: refuse it
+    # pandas takes the surplus fields of a first data line longer than the header as an index (a RangeIndex too, from
+    # ids such as 1, 3, 5) and shifts every column: refuse it
+    if not raw.index.equals(pd.RangeIndex(len(raw))):
+        got = raw.shape[1] + raw.index.nlevels
         raise DataError(f"{where}: line {lines[0]}: expected {raw.shape[1]} fields separated by {sep!r} (as in the "
                         f"header), got {got}; fix or delete the line, or check sep (a separator inside a field needs "
                         "quotes)")

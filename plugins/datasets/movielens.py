@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,9 @@ def read_ratings(f: Path, v: Variant, data: bytes) -> tuple[pd.DataFrame, np.nda
     cut = cut_last_line(f, v.sep, 1 if v.header else 0, data)
     if cut is not None:  # checked even with verify: false, the setting a damaged file gets loaded with
         raise cut
+    body = data.split(b"\n", 1)[-1] if v.header else data
+    if re.search(rb"[A-Za-z]" if v.float_rating else rb"[A-Za-z.]", body):  # pandas reads "3e2" and "3.0" into an
+        raise _diagnose(data, f, v)  # int64 column as 300 and 3: a letter or a decimal point is a malformed line
     text = data.replace(b"::", b"\t") if v.sep == "::" else data  # the C reader takes one-character separators
     dtype = {0: np.int64, 1: np.int64, 2: np.float64 if v.float_rating else np.int64, 3: np.int64}
     try:

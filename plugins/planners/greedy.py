@@ -4,8 +4,9 @@ the state's and the item's capacities remain — the authors' code (`assign_mtch
 Without a minimum exposure (beta = 0) that is one pass with capacities K = ceil(alpha·|Y|) per
 state and floor(beta_max·|X|) (or |X|) per item. With beta > 0 it runs in two phases, as the authors
 do: phase 1 fills the items' minimum C = ceil(beta·|X|) with every state capped at
-ceil(C·|Y| / |X|) (so the minimum is spread over the states before anyone fills up), phase 2 tops
-every state up to K in the same global order, items capped at beta_max·|X| (or not at all).
+ceil(C·|Y| / |X|) (so the minimum is spread over the states before anyone fills up; where K·|X| < C·|Y|,
+C is lowered to floor(K·|X| / |Y|), so that no item is left far below it), phase 2 tops every state up
+to K in the same global order, items capped at beta_max·|X| (or not at all).
 Unlike the authors' code, phase 2 never lets a state exceed K (their lb branch with K equal to the
 phase-1 cap lifts the state cap), so the user capacity holds as in Eq. 9.
 
@@ -102,7 +103,7 @@ class Greedy(Planner):
         else:
             total = min(n_x * k, c_min_i * n_y)
             k1 = min(k, int(math.ceil(total / n_x)))
-            c1 = min(c_min_i, int(math.ceil(total / n_y)))
+            c1 = min(c_min_i, total // n_y)  # states too few for C of every item: an equal share each, rounded down
             acc1 = greedy_accept(xs, ys, np.full(n_x, k1, np.int64), np.full(n_y, c1, np.int64))
             load = np.bincount(xs[acc1], minlength=n_x)
             expo = np.bincount(ys[acc1], minlength=n_y)
