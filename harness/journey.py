@@ -82,7 +82,7 @@ def fit(j: Journey) -> None:
         rec.curves.setdefault(name, []).append((int(step), float(value)))
 
     ctx = FitContext.for_split(j.split, j.dataset, seed=cell.seed, device=j.device, log_metric=log_metric,
-                               threads=torch.get_num_threads(), progress=j.progress)
+                               progress=j.progress)
     t0 = time.time()
     j.model.fit(j.split.train, loss, ctx)
     rec.metrics["time/fit_s"] = time.time() - t0
@@ -99,9 +99,9 @@ def score(j: Journey) -> None:
 def requests(j: Journey) -> list[EvalRequest]:
     """One evaluation request per (candidate protocol, ranking task) the suite asks for and the model serves."""
     s, out = j.settings, []
+    specs = {m: j.registry.get("metric", m) for m in s.metrics}
     for cand in s.candidates:
         for task in (t for t in s.tasks if t in RANKING_TASKS and t in j.served):
-            specs = {m: j.registry.get("metric", m) for m in s.metrics}
             out.append(EvalRequest(task=task, cutoffs=s.cutoffs, metrics={m: sp for m, sp in specs.items()
                                                                         if task in sp.tasks},
                                    negatives=getattr(cand, "negatives", None),

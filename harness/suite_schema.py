@@ -79,10 +79,6 @@ class ModelEntry(Entry):
                       description="loss name(s) or {name, **params} for this model only (else the suite's losses)")
     label: NonEmpty | None = Field(None, description="the method's name in reports (e.g. DMR-NO-AM)")
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
 
 class FullCandidates(_Strict):
     """Rank every item (itemrec) or every test user-state (userrec)."""
@@ -232,7 +228,7 @@ def _problem(err: dict) -> str:
         field = SuiteFile.model_fields.get(str(loc[-1])) if len(loc) == 1 else None
         hint = f" ({field.description})" if field and field.description else ""
         return f"{where}: missing{hint}"
-    if err["type"] == "literal_error" and loc and loc[-1] == "tasks" or (len(loc) >= 2 and loc[0] == "tasks"):
+    if err["type"] == "literal_error" and loc and loc[0] == "tasks":
         value = err.get("input")
         return f"{where}: unknown task {value!r}{did_you_mean(str(value), typing.get_args(Task))}"
     value = err.get("input")

@@ -68,7 +68,7 @@ def fit(case: PluginCase, seed: int = 0, model: Model | None = None) -> Model:
     loss = case.registry.create("loss", spec.default_loss) if spec.contracts and spec.default_loss else None
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    ctx = FitContext.for_split(split, world, seed=seed, device=default_device(), threads=torch.get_num_threads())
+    ctx = FitContext.for_split(split, world, seed=seed, device=default_device())
     model.fit(split.train, loss, ctx)
     return model
 
