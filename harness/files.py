@@ -297,8 +297,39 @@ def read_table(f: Path, cols: list[Col], expected: str, sep: str = ",", header: 
             continue
         if bad.any():
             raise _diagnose(f, cols, sep, skip, expected, None)
+    _check_int_forms(f, raw, cols, sep, skip, lines, expected)
     raw.columns = [c.name for c in cols]
     return raw, lines
+
+
+_NOT_INT_BYTES = (b".", b"e", b"E")
+_INT_TEXT = r"\s*[+-]?\d+\s*"
+
+
+def _check_int_forms(f: Path, raw: pd.DataFrame, cols: list[Col], sep: str, skip: int, lines: np.ndarray,
+                     expected: str) -> None:
+    """pandas' C parser reads "4e1" and "6.0" into an int64 column as 40 and 6: a silent change of an id or a time.
+    A byte scan shows whether the file holds any '.', 'e' or 'E' at all (C-speed, in chunks); only then are the
+    integer columns read again as text and each field checked to be an integer, the first other one a DataError."""
+    ints = [i for i, c in enumerate(cols) if c.kind == "int"]
+    if not ints or not _data_has_any(f, skip, _NOT_INT_BYTES):
+        return
+    text = pd.read_csv(f, sep=sep, header=None, skiprows=skip, usecols=ints, dtype=str, na_filter=False,
+                       skip_blank_lines=False, quoting=3, engine="c", encoding="utf-8", encoding_errors="replace")
+    for i in ints:
+        bad = ~text[i].str.fullmatch(_INT_TEXT).to_numpy(dtype=bool)
+        first_bad(f, lines, bad, expected, f"{cols[i].name} must be a whole number (no decimal point or exponent)")
+
+
+def _data_has_any(f: Path, skip: int, needles: tuple[bytes, ...], chunk: int = 1 << 24) -> bool:
+    """Whether any of `needles` occurs after the first `skip` lines (the header's own letters do not count)."""
+    with open(f, "rb") as fh:
+        for _ in range(skip):
+            fh.readline()
+        while block := fh.read(chunk):
+            if any(n in block for n in needles):
+                return True
+    return False
 
 
 def nullable_ints(s: pd.Series, f: Path, lines: np.ndarray, expected: str, null: tuple[str, ...] = ("", "NULL")

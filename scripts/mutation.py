@@ -37,6 +37,13 @@ COPY = ["harness", "plugins", "tests", "datasets", "suites"]
 # Test files that any target may use when they exist (the survivor tests, the mutation kills). The hypothesis
 # property tests are left out: random draws make a mutant's verdict change from run to run, and they take minutes.
 SHARED_TESTS = ["tests/test_mutation_kills.py", "tests/test_survivors.py"]
+# Per-module kill files (tests/test_kills_<module>.py) join the shared selection of the targets they name.
+KILL_FILES = {"planners": ["tests/test_kills_planners.py", "tests/test_kills_dual_fit.py",
+                           "tests/test_kills_dual_solvers.py"],
+              "world_truth": ["tests/test_kills_world.py"],
+              "tracker": ["tests/test_kills_misc.py"], "statistics": ["tests/test_kills_misc.py"],
+              "ctr": ["tests/test_kills_misc.py"], "ranking": ["tests/test_kills_misc.py"],
+              "evaluate": ["tests/test_kills_evaluate.py"], "splits": ["tests/test_kills_splits.py"]}
 # What --recheck runs against the survivors: the kill tests (test_survivors.py was in every run's selection already).
 RECHECK_TESTS = ["tests/test_mutation_kills.py"]
 
@@ -53,7 +60,8 @@ class Target:
     deselected: list[str] = field(default_factory=list)
 
     def test_files(self) -> list[str]:
-        return self.tests + [t for t in self.shared if (ROOT / t).exists() and t not in self.tests]
+        extra = self.shared + KILL_FILES.get(self.name, [])
+        return self.tests + [t for t in extra if (ROOT / t).exists() and t not in self.tests]
 
 
 # Smallest / fastest first. Each target's tests are the unit tests of that module (end-to-end suites would make
@@ -129,7 +137,7 @@ def prepare(target: Target) -> Path:
 def failing_shared_tests(work: Path, target: Target) -> list[str]:
     """Tests of the shared files that fail on the unmutated copy (written ahead of their fix): mutmut needs a green
     baseline, so these are deselected and named in the output rather than stopping the whole target."""
-    shared = [t for t in target.test_files() if t in target.shared]
+    shared = [t for t in target.test_files() if t not in target.tests]
     if not shared:
         return []
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:randomly", *shared], cwd=work,
@@ -222,7 +230,7 @@ def recheck(name: str, result: dict, limit_s: int = 120) -> dict[str, str]:
     ./mutants copy: {mutant: "killed" | "survived" |
     "timeout"}."""
     mutants = WORK / name / "mutants"
-    files = [t for t in RECHECK_TESTS if (ROOT / t).exists()]
+    files = [t for t in RECHECK_TESTS + KILL_FILES.get(name, []) if (ROOT / t).exists()]
     for f in files:
         shutil.copy2(ROOT / f, mutants / f)
     todo = [k for codes in result["codes"].values() for k, v in codes.items() if STATUS.get(v) != "killed"]
