@@ -57,6 +57,7 @@ from .files import (
 from .hookspecs import hookimpl
 from .losses import InBatchLoss, Loss, NegativePlan, PairwiseLoss, PointwiseLoss, SampledLoss, WeightedLoss
 from .matching import ALPHA, CONSTRAINT_PARAMS, NEG, Constraints, Plan, Planner, PlanningScores, topk_assignment
+from .memory import require as require_memory
 from .model import FitContext, Model
 from .schema import Param
 from .specs import (
@@ -121,4 +122,6 @@ __all__ = [
     "summary", "fmt_time",
     # helpers for models and planners
     "validation_ndcg", "padded_sequences", "topk_assignment", "CONSTRAINT_PARAMS", "ALPHA", "NEG",
+    # the memory guard: refuse a planned allocation beyond the machine's memory, naming the parameter to change
+    "require_memory",
 ]

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from harness.memory import require
+
 _FLOOR = 1e-300
 POOLED = {"joint": "log_joint", "item_given_user": "log_item_given_user",
           "user_given_item": "log_user_given_item", "pmi": "pmi"}
@@ -62,6 +64,9 @@ def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed
         return {}
     rng = np.random.default_rng([seed, 7])
     n_items = source.n_items
+    n_users = int(getattr(truth, "n_users", 0))
+    require(3 * 8.0 * n_users * n_items, f"the truth metrics (dense log p(u, i) tables of {n_users:,} × {n_items:,})",
+            "lower the dataset's n_users or n_items")
     rows = (np.arange(len(states)) if len(states) <= max_states
             else np.sort(rng.choice(len(states), max_states, replace=False)))
     items = np.arange(n_items) if n_items <= max_items else np.sort(rng.choice(n_items, max_items, replace=False))

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.plugin import Dataset, DatasetSpec, Interactions, Param, UserStates, hookimpl
+from harness.plugin import Dataset, DatasetSpec, Interactions, Param, UserStates, hookimpl, require_memory
 
 _FLOOR = 1e-300
 _ALPHA_MAX = 0.9
@@ -422,6 +422,9 @@ def make_world(n_users: int = 2000, n_items: int = 500, dim: int = 16, days: flo
     """Simulate the world: (user, item, time) arrays sorted by time, and its WorldTruth."""
     if not 0 <= branching < _ALPHA_MAX:
         raise ValueError(f"branching must be in [0, {_ALPHA_MAX}), got {branching}")
+    require_memory(8.0 * n_users * n_items + 8.0 * (n_users + n_items) * dim,
+                   f"the synthetic world (its p(u, i) table: n_users × n_items = {n_users:,} × {n_items:,} float64)",
+                   "lower n_users or n_items")
     rng = np.random.default_rng(seed)
     theta = rng.standard_normal((n_users, dim)) / np.sqrt(dim)
     phi = rng.standard_normal((n_items, dim)) / np.sqrt(dim)
