@@ -301,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("targets", nargs="*", help=f"targets to run (default: all): {', '.join(BY_NAME)}")
     p.add_argument("--workers", type=int, default=2, help="mutmut's --max-children (default 2)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per target before it is stopped")
+    p.add_argument("--only", nargs="+", metavar="MUTANT",
+                   help="run only these mutants (mutmut names or globs, e.g. the survivors listed in "
+                        "reports/quality.md prefixed with their module: plugins.planners.dual.x__root__mutmut_4); "
+                        "the code must be unchanged since the run that listed them, so their numbers still apply")
     p.add_argument("--list", action="store_true", help="print the targets and exit")
     p.add_argument("--table", action="store_true", help="print the table of the last runs (.mutation/summary.json)")
     p.add_argument("--recheck", action="store_true",
@@ -330,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.targets or list(BY_NAME):
         print(f"mutating {name} ...", flush=True)
-        result = run_target(BY_NAME[name], args.workers, args.timeout)
+        target = BY_NAME[name]
+        if args.only:
+            target.functions = list(args.only)
+        result = run_target(target, args.workers, args.timeout)
         results.append(result)
         summary = load_summary()
         summary[name] = result  # a new run replaces the target's entry (an older recheck no longer applies)
