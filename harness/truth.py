@@ -1,8 +1,10 @@
 """Scores against a dataset's known truth: Spearman rank correlations over (user-state, item) pairs.
 
 Method-agnostic: it needs only the dataset's `truth` object (duck-typed; the synthetic world's `WorldTruth`),
-the evaluation states and a `ScoreSource`. Pairs are a seeded sample of at most `max_states` evaluation
-states (state s stands for its user u = states.user[s]) crossed with at most `max_items` items. Metrics:
+the evaluation states and a `ScoreSource`. Exact up to `max_states` evaluation states and `max_items` items;
+above, a seeded sample of that many states (state s stands for its user u = states.user[s]) crossed with a sample of
+that many items plus every target item of the sampled states (`truth/n_pairs` logs the pairs). The truth is asked
+for just those blocks (`<table>_rows(users, items)`), so nothing of size users × items is built. Metrics:
 
 - `truth/spearman_joint`, `truth/spearman_item_given_user`, `truth/spearman_user_given_item`,
   `truth/spearman_pmi`: pooled over all sampled pairs, against log p(u, i), log p(i|u), log p(u|i) and the PMI
@@ -55,30 +57,50 @@ def _nanmean(v: np.ndarray) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
+def sample_pairs(evalset, n_items: int, seed: int, max_states: int, max_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (state rows, items) grid the truth metrics score: every state and item up to `max_states` and
+    `max_items` (exact); above, a seeded sample of each, and the sampled states' target items always join the
+    items (so every target pair of a sampled state is scored)."""
+    rng = np.random.default_rng([seed, 7])
+    n_states = evalset.n_states
+    rows = np.arange(n_states) if n_states <= max_states else np.sort(rng.choice(n_states, max_states, replace=False))
+    if n_items <= max_items:
+        return rows, np.arange(n_items)
+    items = rng.choice(n_items, max_items, replace=False)
+    return rows, np.union1d(items, evalset.targets[rows].indices).astype(np.int64)
+
+
+def _truth_block(truth: Any, attr: str, users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+    """A truth table on (users × items): the truth's `<attr>_rows(users, items)` when it computes blocks on demand,
+    else its dense `<attr>()` indexed (small hand-built truths)."""
+    rows_fn = getattr(truth, attr + "_rows", None)
+    if rows_fn is not None:
+        return np.asarray(rows_fn(users, items))
+    fn = getattr(truth, attr, None)
+    return None if fn is None else np.asarray(fn())[users][:, items]
+
+
 def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed: int = 0,
                   max_states: int = 2000, max_items: int = 2000) -> dict[str, float]:
-    """The `truth/*` metrics of one fitted model's scores (empty when the dataset has no truth)."""
+    """The `truth/*` metrics of one fitted model's scores (empty when the dataset has no truth); `truth/n_pairs`
+    logs how many (state, item) pairs they are computed on."""
     truth = getattr(dataset, "truth", None)
     states = evalset.states
     if truth is None or len(states) == 0:
         return {}
-    rng = np.random.default_rng([seed, 7])
-    n_items = source.n_items
-    n_users = int(getattr(truth, "n_users", 0))
-    require(3 * 8.0 * n_users * n_items, f"the truth metrics (dense log p(u, i) tables of {n_users:,} × {n_items:,})",
-            "lower the dataset's n_users or n_items")
-    rows = (np.arange(len(states)) if len(states) <= max_states
-            else np.sort(rng.choice(len(states), max_states, replace=False)))
-    items = np.arange(n_items) if n_items <= max_items else np.sort(rng.choice(n_items, max_items, replace=False))
+    rows, items = sample_pairs(evalset, source.n_items, seed, max_states, max_items)
+    require(8.0 * len(rows) * len(items) * (len(POOLED) + 4),
+            f"the truth metrics ({len(rows):,} states × {len(items):,} items, float64)",
+            "lower the truth sample (max_states, max_items)")
     scores = source.pair_scores(np.broadcast_to(rows[:, None], (len(rows), len(items))),
                                 np.broadcast_to(items[None, :], (len(rows), len(items)))).astype(np.float64)
     users = np.asarray(states.user, dtype=np.int64)[rows]
     out: dict[str, float] = {"truth/n_pairs": float(scores.size)}
     targets: dict[str, np.ndarray] = {}
     for name, attr in POOLED.items():
-        fn = getattr(truth, attr, None)
-        if fn is not None:
-            targets[name] = np.asarray(fn())[users][:, items]
+        block = _truth_block(truth, attr, users, items)
+        if block is not None:
+            targets[name] = block
     if score_kind in ("intensity", "log_intensity") and hasattr(truth, "pair_intensity"):
         lam = np.asarray(truth.pair_intensity(states.take(rows)))[:, items]
         targets["intensity"] = np.log(np.maximum(lam, _FLOOR))

@@ -14,19 +14,30 @@ from plugins.datasets.synthetic import make_world
 def test_a_world_far_beyond_memory_fails_in_under_a_second_naming_the_parameters():
     t0 = time.monotonic()
     with pytest.raises(ConfigError) as e:
-        make_world(n_users=10_000_000, n_items=1_000_000)
+        make_world(n_users=1_000_000_000, n_items=1_000_000)
     assert time.monotonic() - t0 < 1.0
     msg = str(e.value)
-    assert "10,000,000 × 1,000,000" in msg and "72.8 TiB" in msg and "lower n_users or n_items" in msg
+    # 8 B × (10⁹ + 10⁶) × 16 of parameters, plus the mark sampler's 64 MiB block
+    assert "n_users, n_items = 1,000,000,000, 1,000,000" in msg and "119.4 GiB" in msg
+    assert msg.endswith("lower n_users, n_items or dim")
+
+
+def test_a_world_with_more_events_than_memory_is_refused_before_simulating(monkeypatch):
+    monkeypatch.setenv(ENV, "0.5")
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=r"the synthetic world's events \(about [\d,]+ expected\) needs .*"
+                                          r"lower n_users, days or mean_rate$"):
+        make_world(n_users=100, n_items=20, mean_rate=1e5)
+    assert time.monotonic() - t0 < 1.0
 
 
 def test_the_cli_refuses_it_before_any_training_with_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "s.yaml").write_text("name: huge\ndatasets: [{name: synthetic, n_users: 10000000, n_items: 1000000}]\n"
+    (tmp_path / "s.yaml").write_text("name: huge\ndatasets: [{name: synthetic, n_users: 1000000000, n_items: 1000}]\n"
                                      "split: {name: temporal, horizon: 7}\nmodels: [{name: item_pop}]\n")
     assert main(["run", "s.yaml", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "lower n_users or n_items" in err and "Traceback" not in err
+    assert "lower n_users, n_items or dim" in err and "Traceback" not in err
 
 
 def test_the_budget_follows_the_environment_cap(monkeypatch):
@@ -39,7 +50,7 @@ def test_the_budget_follows_the_environment_cap(monkeypatch):
     # a small world passes under the cap, a larger one is refused by the same rule
     make_world(n_users=50, n_items=20, days=5)
     monkeypatch.setenv(ENV, "0.001")
-    with pytest.raises(ConfigError, match="n_users × n_items = 2,000 × 500"):
+    with pytest.raises(ConfigError, match="n_users, n_items = 2,000, 500"):
         make_world(n_users=2000, n_items=500)
 
 

@@ -81,16 +81,16 @@ def test_marginals_match_the_data(small):
 
 
 def test_recorded_joint_is_the_sum_of_the_event_state_laws_and_explains_the_marks():
-    """joint_counts[u] = Σ_{events e of u} p(· | x_e), recomputed from the states at every event; the realised
-    counts n(u,i) scatter around it with the martingale variance Σ_e p_e(1-p_e); a joint that ignores the
-    Markov drift (wrong states) scatters far more."""
+    """The joint counts of u = Σ_{events e of u} p(· | x_e) (kept as the events' contexts) equal the sum recomputed
+    from the states at every event; the realised counts n(u,i) scatter around it with the martingale variance
+    Σ_e p_e(1-p_e); a joint that ignores the Markov drift (wrong states) scatters far more."""
     ds = make_world_dataset(n_users=400, n_items=30, days=40.0, drift=4.0, seed=3)
     tr, x = ds.truth, ds.interactions
     ev = states_from_events(x, x.user, x.time)  # the state just before every event
     p = tr.item_probs(ev.states)
     at = np.zeros((tr.n_users, tr.n_items))
     np.add.at(at, x.user, p)
-    np.testing.assert_allclose(tr.joint_counts, at, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(tr.joint_count_rows(np.arange(tr.n_users)), at, rtol=1e-9, atol=1e-12)
     var = np.zeros_like(at)
     np.add.at(var, x.user, p * (1 - p))
     counts = x.csr().toarray()
