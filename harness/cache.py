@@ -5,8 +5,9 @@
 The key hashes the resolved parameters (defaults filled in) and, for file-backed datasets, the
 size and mtime of every source file, so editing a file invalidates its entry. Entries are written
 to a temporary directory and moved into place with `os.replace`, so parallel workers that race
-on one key never see a half-written entry (the loser just drops its copy). Datasets whose spec
-says `cache=False`, or that carry a `truth` object (which parquet cannot hold), are never cached.
+on one key never see a half-written entry (the loser just drops its copy). A dataset's `truth` is cached with it
+when it is a plain dataclass of arrays and numbers (the synthetic world's; `truth.npz`). Datasets whose spec says
+`cache=False`, that carry prebuilt CTR rows, or another kind of truth are never cached.
 
 Internal: plugin authors import what they need of it from `harness.plugin`.
 """
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .data import Dataset
+from .data import Dataset, can_save_truth
 from .errors import ConfigError, DataError
 
 CACHE_ENV = "MATCHBENCH_CACHE"
@@ -135,7 +136,8 @@ def load_dataset(registry: Any, name: str, params: dict[str, Any] | None = None,
         return _kept[key]
 
     dataset = _build(spec, name, resolved)
-    if dataset.truth is not None or dataset.impressions is not None:  # objects parquet cannot hold: never cached
+    # objects the cache cannot hold (prebuilt CTR rows, a truth that is not a plain dataclass): never cached
+    if dataset.impressions is not None or (dataset.truth is not None and not can_save_truth(dataset.truth)):
         if _keeping:
             _kept.clear()
             _kept[key] = dataset
@@ -155,6 +157,24 @@ def load_dataset(registry: Any, name: str, params: dict[str, Any] | None = None,
         shutil.rmtree(tmp, ignore_errors=True)
     # Return what a cache hit returns, so a first run and a resumed one see the same dataset.
     return Dataset.load(entry)
+
+
+_split_kept: dict[tuple, Any] = {}
+
+
+def split_dataset(registry: Any, dataset: Dataset, split_name: str, split_params: dict[str, Any], seed: int) -> Any:
+    """The split of `dataset` by (split_name, split_params, seed), built once per process: cells that share dataset,
+    split and seed (every model of a grid) reuse the last one built here (the pre-flight's, in-process) instead of
+    splitting again. One kept at a time, so memory stays one split's; splits are read-only to models."""
+    # a cached dataset is named by its cache key (each cell loads its own copy); another by identity, the object
+    # kept alive with its split so that its id cannot be reused
+    data_key = dataset.meta.get("cache_key") or ("object", id(dataset))
+    key = (data_key, split_name, param_hash(split_params), int(seed))
+    if key not in _split_kept:
+        split = registry.create("split", split_name, **split_params).split(dataset, seed)
+        _split_kept.clear()
+        _split_kept[key] = (dataset, split)
+    return _split_kept[key][1]
 
 
 def raw_dir(name: str) -> Path:

@@ -7,7 +7,9 @@ Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -156,6 +158,8 @@ class Dataset:
             self.item_features.to_parquet(path / "item_features.parquet")
         meta = dict(self.meta, name=self.name, n_users=self.n_users, n_items=self.n_items,
                     time_unit=self.interactions.time_unit)
+        if self.truth is not None:
+            meta["truth_class"] = save_truth(self.truth, path / "truth.npz")
         (path / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
 
     @classmethod
@@ -166,10 +170,40 @@ class Dataset:
         def opt(f):
             return pd.read_parquet(path / f) if (path / f).exists() else None
 
+        truth = load_truth(meta["truth_class"], path / "truth.npz") if meta.get("truth_class") else None
         return cls(name=meta["name"], interactions=x,
                    user_ids=pd.read_parquet(path / "users.parquet")["raw"].to_numpy(dtype=object),
                    item_ids=pd.read_parquet(path / "items.parquet")["raw"].to_numpy(dtype=object),
-                   meta=meta, user_features=opt("user_features.parquet"), item_features=opt("item_features.parquet"))
+                   meta=meta, user_features=opt("user_features.parquet"), item_features=opt("item_features.parquet"),
+                   truth=truth)
+
+
+def can_save_truth(truth: Any) -> bool:
+    """A truth the disk cache can hold: a dataclass whose fields are arrays, numbers, strings or None (its
+    derived quantities are recomputed from them)."""
+    if not dataclasses.is_dataclass(truth):
+        return False
+    return all(v is None or isinstance(v, (np.ndarray, int, float, str, bool, np.generic))
+               for v in (getattr(truth, f.name) for f in dataclasses.fields(truth)))
+
+
+def save_truth(truth: Any, path: Path) -> str:
+    """Write a dataclass truth's fields to one .npz (None fields left out); returns 'module:Class' for load_truth."""
+    arrays = {f.name: np.asarray(getattr(truth, f.name)) for f in dataclasses.fields(truth)
+              if getattr(truth, f.name) is not None}
+    np.savez(path, **arrays)
+    cls = type(truth)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def load_truth(class_path: str, path: Path) -> Any:
+    """The truth saved by save_truth: its class imported by name (the dataset plugin's own), built from the
+    fields (0-d arrays back to Python scalars)."""
+    module, _, name = class_path.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    with np.load(path, allow_pickle=False) as data:
+        fields = {k: (data[k].item() if data[k].ndim == 0 else data[k]) for k in data.files}
+    return cls(**fields)
 
 
 def _raw_ids(ids: np.ndarray) -> pd.Series:

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from . import __version__
-from .cache import load_dataset, param_hash
+from .cache import load_dataset, param_hash, split_dataset
 from .data import Dataset
 from .evaluate import EvalRequest, ScoreSource, TaskResult
 from .model import FitContext, Model, default_device
@@ -65,7 +65,7 @@ def load(j: Journey) -> None:
 
 def split(j: Journey) -> None:
     cell = j.cell
-    j.split = j.registry.create("split", cell.split.name, **cell.split.params).split(j.dataset, cell.seed)
+    j.split = split_dataset(j.registry, j.dataset, cell.split.name, cell.split.params, cell.seed)
     j.record.params.update({f"split.info.{k}": v for k, v in j.split.info.items() if np.isscalar(v)})
 
 

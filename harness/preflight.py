@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .cache import load_dataset, param_hash
+from .cache import load_dataset, param_hash, split_dataset
 from .errors import DataError, MatchbenchError
 from .registry import Registry
 from .splits import SplitData
@@ -25,6 +25,15 @@ RANKING_TASKS = ("itemrec", "userrec")
 def _key(cell: Cell) -> tuple[str, str]:
     return (f"{cell.dataset.name}-{param_hash(cell.dataset.params)}",
             f"{cell.split.name}-{param_hash(cell.split.params)}")
+
+
+def by_data_group(cells: list[Cell]) -> list[Cell]:
+    """The cells reordered so that those sharing dataset, split and seed run one after another (groups in the
+    order of their first cell, cells in suite order within a group): a process then builds each split once."""
+    first: dict[tuple, int] = {}
+    for i, cell in enumerate(cells):
+        first.setdefault((*_key(cell), cell.seed), i)
+    return sorted(cells, key=lambda c: first[(*_key(c), c.seed)])
 
 
 def preflight(cells: Iterable[Cell], registry: Registry) -> int:
@@ -54,7 +63,7 @@ def preflight(cells: Iterable[Cell], registry: Registry) -> int:
             continue
         where += f", split {cell.split.name!r} (seed {cell.seed})"
         try:
-            split = registry.create("split", cell.split.name, **cell.split.params).split(dataset, cell.seed)
+            split = split_dataset(registry, dataset, cell.split.name, cell.split.params, cell.seed)
             check_rankable(split, cell)
         except MatchbenchError as exc:
             problems[key] = f"{where}: {exc}"

@@ -16,7 +16,7 @@ from typing import Callable
 from .cache import keep_last_loaded
 from .errors import ConfigError
 from .journey import Journey, environment, travel
-from .preflight import preflight
+from .preflight import by_data_group, preflight
 from .registry import Registry
 from .suite import Cell, Suite
 from .tracking import CellRecord, Tracker
@@ -95,7 +95,7 @@ def run_suite(suite: Suite, registry: Registry, executor, tracker: Tracker, reru
     tracker's invocation is closed: FAILED, or KILLED when interrupted, so no run is left RUNNING."""
     done = set() if rerun else tracker.finished_hashes(suite.name)
     todo = [c for c in suite.cells if c.config_hash not in done]
-    runnable = [c for c in todo if not c.skip_reason]
+    runnable = by_data_group([c for c in todo if not c.skip_reason])
     records: list[CellRecord] = []
 
     def record(rec: CellRecord) -> None:

@@ -149,14 +149,16 @@ def test_solve_rows_returns_a_warm_start_that_already_solves_the_row():
     assert torch.equal(again, x)
 
 
-# mutant: `valid = w > NEG / 2` -> `> NEG * 2` (excluded entries taken for scores: the bracket reaches down to NEG)
-@pytest.mark.xfail(strict=True, reason="dual.py solve_rows: lo = min over valid w - c*eps - MARGIN does not bracket "
-                   "the root when a row has excluded entries (they add 0 to the mean); the root (-0.886 here) lies "
-                   "below lo (1.885) and solve_rows returns lo")
+# mutant: `valid = w > NEG / 2` -> `> NEG * 2` (excluded entries taken for scores: the bracket reaches down to NEG).
+# Also the bracket with exclusions: excluded entries add 0 to the mean, so the lower end must allow for them (it did
+# not: the root -0.886 lay below lo = 1.885 and the solver returned lo)
 def test_solve_rows_with_excluded_entries_meets_the_target():
-    w = torch.tensor([[0.5, NEG, NEG, NEG]])
+    w = torch.tensor([[0.5, NEG, NEG, NEG], [0.5, 1.0, NEG, 2.0], [NEG, NEG, NEG, NEG]])
     x = solve_rows(w, 0.2, 1.0, 50)  # sigmoid(0.5 - x) / 4 = 0.2: x = 0.5 - logit(0.8)
     assert float(x[0]) == pytest.approx(0.5 - math.log(4.0), abs=1e-3)
+    got = torch.sigmoid(w[1] - x[1]).sum() / 4
+    assert float(got) == pytest.approx(0.2, abs=1e-3)
+    assert math.isfinite(float(x[2]))  # nothing to plan in the row: a finite end, no root
 
 
 # ------------------------------------------------------------------------------------------------ solve_columns
@@ -219,9 +221,6 @@ def test_solve_columns_counts_131072_states_to_the_count_tolerance():
 
 
 # mutant: `valid = w > NEG / 2` -> `> NEG * 2` in solve_columns (the bracket reaches down to NEG)
-@pytest.mark.xfail(strict=True, reason="dual.py solve_columns: lo = min over valid w - c*eps - MARGIN does not "
-                   "bracket the root when a column has excluded entries; the root (-0.886 here) lies below lo (1.885) "
-                   "and solve_columns returns lo")
 def test_solve_columns_with_excluded_entries_meets_the_target():
     w = torch.tensor([[0.5], [NEG], [NEG], [NEG]])
     x = solve_columns(_blocks(w, [2]), 1, 4, 0.2, 1.0, 50)

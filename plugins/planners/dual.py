@@ -60,6 +60,14 @@ def _logit(p: float) -> float:
     return math.log(p) - math.log1p(-p)
 
 
+def _lower_logit(target: float, n: int, n_valid: torch.Tensor) -> torch.Tensor:
+    """logit(target·n / n_valid) per line: at x = min(valid w) − eps·that, every valid entry's sigmoid is at least
+    target·n / n_valid, so the line's mean (excluded entries add 0) is at least target and the root lies above.
+    Capped below 1 where the valid entries cannot reach the target at all (no root: the solver returns the end)."""
+    share = (target * n / n_valid.clamp_min(1).double()).clamp(max=1 - 1e-6)
+    return torch.logit(share).float()
+
+
 def _root(evaluate, lo: torch.Tensor, hi: torch.Tensor, iters: int, tol: torch.Tensor | float,
           x0: torch.Tensor | None = None) -> torch.Tensor:
     """Vectorised root of decreasing f on [lo, hi] (f(lo) >= 0 >= f(hi) unless the root lies outside,
@@ -85,7 +93,7 @@ def solve_rows(w: torch.Tensor, target: float, eps: float, iters: int, x0: torch
     valid = w > NEG / 2
     c = _logit(target)
     hi = w.amax(1) - c * eps + MARGIN
-    lo = torch.where(valid, w, torch.inf).amin(1) - c * eps - MARGIN
+    lo = torch.where(valid, w, torch.inf).amin(1) - _lower_logit(target, n_cols, valid.sum(1)) * eps - MARGIN
     lo = torch.where(torch.isfinite(lo), lo, hi - 1.0)
 
     def evaluate(x):
@@ -102,14 +110,16 @@ def solve_columns(blocks, n_cols: int, n_rows: int, target: float, eps: float, i
     """Per column j, the x_j with mean_r sigmoid((w_rj - x_j) / eps) = target, where `blocks()` yields
     the row blocks of w (recomputed on each call when they are not cached)."""
     c = _logit(target)
-    hi = lo = None
+    hi = lo = n_valid = None
     for w in blocks():
+        ok = w > NEG / 2
         bh = w.amax(0)
-        bl = torch.where(w > NEG / 2, w, torch.inf).amin(0)
+        bl = torch.where(ok, w, torch.inf).amin(0)
         hi = bh if hi is None else torch.maximum(hi, bh)
         lo = bl if lo is None else torch.minimum(lo, bl)
+        n_valid = ok.sum(0) if n_valid is None else n_valid + ok.sum(0)
     hi = hi - c * eps + MARGIN
-    lo = lo - c * eps - MARGIN
+    lo = lo - _lower_logit(target, n_rows, n_valid) * eps - MARGIN
     lo = torch.where(torch.isfinite(lo), lo, hi - 1.0)
 
     def evaluate(x):
