@@ -156,10 +156,15 @@ STEPS = (load, split, fit, score, evaluate, truth, ctr, plan)
 
 
 def travel(j: Journey, out: Path) -> None:
-    """Every step in order, then the record's artifacts."""
+    """Every step in order, then the record's artifacts; each step's wall time is a metric `time/step/<step>_s`
+    (where a cell's time goes: the harness's own load and split against the model's fit and the evaluation)."""
     for step in STEPS:
+        t0 = time.perf_counter()
         step(j)
+        j.record.metrics[f"time/step/{step.__name__}_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     record(j, out)
+    j.record.metrics["time/step/record_s"] = time.perf_counter() - t0
 
 
 def environment() -> dict[str, Any]:

@@ -12,7 +12,7 @@ from harness.data import Interactions
 from harness.model import FitContext
 from harness.registry import Registry
 from harness.splits import UserStates
-from plugins.datasets.synthetic import _hawkes_times
+from plugins.datasets.world import hawkes_times
 from plugins.models import sequence
 from plugins.models.intensity import HawkesPrior, PopPrior, fit_hawkes, hawkes_design, hawkes_neg_loglik, kernel_decays
 from plugins.models.sequence import IntensityRecommender, state_inputs, windows
@@ -59,7 +59,7 @@ def test_hawkes_fit_recovers_the_synthetic_worlds_simulated_parameters():
     """Simulate with the synthetic world's own Hawkes simulator (known μ, α, β) and recover them."""
     rng = np.random.default_rng(0)
     n, mu, alpha, beta, T = 400, 0.5, 0.5, 2.0, 100.0
-    rep, t = _hawkes_times(rng, np.full(n, mu), np.full(n, alpha), beta, np.zeros(n), np.full(n, T), np.zeros(n))
+    rep, t = hawkes_times(rng, np.full(n, mu), np.full(n, alpha), beta, np.zeros(n), np.full(n, T), np.zeros(n))
     order = np.lexsort((t, rep))
     ptr = np.concatenate([[0], np.cumsum(np.bincount(rep, minlength=n))])
     G, I = hawkes_design(ptr, t[order], np.full(n, T), np.array([beta]), onset=False)

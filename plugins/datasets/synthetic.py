@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.plugin import Dataset, DatasetSpec, Interactions, Param, hookimpl, require_memory
-from plugins.datasets.world import _hawkes_times, event_contexts, sample_marks
+from plugins.datasets.world import event_contexts, hawkes_times, sample_marks
 from plugins.datasets.world_truth import BLOCK_CELLS, WorldTruth
 
 __all__ = ["WorldTruth", "make_world", "make_world_dataset", "make_impressions", "last_items_before"]
@@ -55,7 +55,7 @@ def make_world(n_users: int = 2000, n_items: int = 500, dim: int = 16, days: flo
     expected = float(truth.expected_user_counts().sum())
     require_memory(8.0 * 12 * expected, f"the synthetic world's events (about {expected:,.0f} expected)",
                    "lower n_users, days or mean_rate")
-    rep, t = _hawkes_times(rng, mu, alpha, decay, np.zeros(n_users), np.full(n_users, float(days)),
+    rep, t = hawkes_times(rng, mu, alpha, decay, np.zeros(n_users), np.full(n_users, float(days)),
                            np.zeros(n_users), churn_day, churn_factor)
     mass = np.zeros(n_items)
     order, items = sample_marks(rng, truth, rep, t, np.arange(n_users), np.full(n_users, -1), item_mass=mass)

@@ -37,7 +37,7 @@ def _immigrants(rng, mu, a, b, churn_day, churn_factor):
     return np.concatenate(reps), np.concatenate(times)
 
 
-def _hawkes_times(rng, mu, alpha, beta, start, end, carried, churn_day=None, churn_factor=1.0):
+def hawkes_times(rng, mu, alpha, beta, start, end, carried, churn_day=None, churn_factor=1.0):
     """Event times of independent Hawkes processes on [start[r], end[r]) for replicas r, by the cluster
     representation. `carried[r]` is the expected number of not-yet-born children of the past (the
     excitation carried over from a history): Poisson(carried) extra first-generation events at start + Exp(β).
@@ -110,8 +110,8 @@ class MarkSampler:
         for lo in range(0, len(users), self.rows):
             w = self.weights(users[lo:lo + self.rows], last[lo:lo + self.rows])
             u = rng.random(w.shape[0])
-            if item_mass is not None:
-                item_mass += (w / w.sum(1, keepdim=True)).sum(0)[:self.n_items].double().numpy()
+            if item_mass is not None:  # Σ_rows w_r / Σ w_r: one vector-matrix product, no normalised copy
+                item_mass += (w.sum(1).reciprocal_() @ w)[:self.n_items].double().numpy()
             out[lo:lo + self.rows] = _draw(w, u, self.groups, self.size).clamp_(max=self.n_items - 1).numpy()
         return out
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from harness.plugin import UserStates, csr_ranges, require_memory
-from plugins.datasets.world import _hawkes_times, sample_marks
+from plugins.datasets.world import hawkes_times, sample_marks
 
 _FLOOR = 1e-300
 _MAX_REPLICAS = 200_000  # states x simulations simulated at once (memory bound)
@@ -353,7 +353,7 @@ class WorldTruth:
 
     def _simulate_chunk(self, rng, states, window_end, n_sims, lo, hi, carried_all):
         users, s, start, end = self._state_replicas(states, window_end, n_sims, lo, hi)
-        rep, t = _hawkes_times(rng, self.mu[users][s], self.alpha[users][s], self.beta, start, end,
+        rep, t = hawkes_times(rng, self.mu[users][s], self.alpha[users][s], self.beta, start, end,
                                carried_all[lo:hi][s], self.churn_day, self.churn_factor)
         return users, rep, t
 
