@@ -88,8 +88,9 @@ TARGETS = [
            functions=["plugins.trackers.mlflow_tracker.xǁMlflowTrackerǁfinished_hashes*",
                       "plugins.trackers.mlflow_tracker.xǁMlflowTrackerǁ_search*"],
            note="the resume path only: finished_hashes and the run search it uses"),
-    Target("world_truth", ["plugins/datasets/synthetic.py"], ["tests/test_synthetic.py", "tests/test_oracle.py"],
-           functions=["plugins.datasets.synthetic.xǁWorldTruthǁ*"], note="WorldTruth's methods only"),
+    Target("world_truth", ["plugins/datasets/world_truth.py", "plugins/datasets/world.py"],
+           ["tests/test_synthetic.py", "tests/test_oracle.py", "tests/test_world_scale.py"],
+           note="the synthetic world's truth (WorldTruth) and its process (Hawkes times, the mark sampler)"),
 ]
 BY_NAME = {t.name: t for t in TARGETS}
 
