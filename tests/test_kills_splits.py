@@ -366,6 +366,12 @@ def test_user_split_limits_and_errors_name_the_split_the_parameter_and_the_fix()
     two = make([(0, 0, 1.0), (0, 1, 5.0), (2, 0, 2.0), (2, 1, 5.0)], n_users=3)   # user 1: no events
     out = UserSplit(cut="last_horizon", horizon=1.0, test_fraction=0.5).split(two, 0)  # exactly 2 active users
     assert out.info["n_group_a"] == out.info["n_group_b"] == 1
+    assert out.info["median_span_days"] == 3.5   # spans 4 and 3: the user without events is no span
+    # every user spans the whole log: median_span puts T on the last event, which is allowed (window [4, end))
+    whole = make([(0, 0, 0.0), (0, 1, 4.0), (1, 1, 0.0), (1, 2, 4.0)])
+    out = UserSplit(horizon=None).split(whole, 0)
+    assert out.info["cut"] == 4.0 and out.info["window"] == "[4, end)"
+    assert got_states(out.test) in ([(0, 4.0, [0], [0.0], [1])], [(1, 4.0, [1], [0.0], [2])])
     one = make([(1, 0, 1.0), (1, 1, 3.0)], n_users=3)
     assert message(DataError, lambda: UserSplit().split(one, 0)) == (
         "user: needs at least 2 users with events to form two groups, found 1")
@@ -657,8 +663,8 @@ def check_rows(got, want):
     assert {k: v.tolist() for k, v in got.context.items()} == want["context"]
 
 
-# mutants: labels() (isin's lists, clk = imp & ..., beh = clk | ~imp, the behaviour_events branch, the value
-# path's value > 0 and beh = clk), T = t_max - test_days * per_day, the cut's range test, names = features by
+# mutants: labels() (isin's lists, clk = imp & ... (imp dropped), beh = clk | ~imp, the behaviour_events branch,
+# the value path's value > 0 and beh = clk), T = t_max - test_days * per_day, the cut's range test, names = features by
 # default, factorize(sort=True), train_rows time < T / test_rows time >= T, impression_rows' label / context /
 # event_id / sequence source, before_index (strictly before: the key's + 1, side="left", hi - max_len), train =
 # behaviour before T, the ranking test set (clicks as targets, behaviour as history, window to the end), info
@@ -669,6 +675,7 @@ IMP_CONFIGS = [
     {"impression_events": ["impression", "click", "exposure", "pv"], "click_events": ["click", "pv"], "cut": 5.0},
     {"behaviour_events": ["click", "buy"], "cut": 6.0, "max_len": 2},
     {"behaviour_events": ["impression"], "cut": 3.0},
+    {"click_events": ["click", "buy"], "cut": 2.5},   # a 'buy' is no impression, so never a click
 ]
 
 
