@@ -4,7 +4,7 @@ Event times: independent Hawkes processes per user (or per simulated replica), �
 e^{−β(t−t_j)}, simulated with the cluster (branching) representation — Poisson immigrants, then generation after
 generation of Poisson(α) children at Exp(β) offsets, vectorised over all replicas (the only Python loop is over
 generations). Marks: each event's item from p(y | x) = softmax_y(taste_scale·θ_u·φ_y + b_y + γ·φ_last(x)·φ_y) along
-each replica's time-ordered events — a loop over the event position j, and for each j one float32 matmul per block
+each replica's time-ordered events — a loop over the event position j, and for each j one float32 numpy matmul per block
 of the replicas that have a j-th event, then an exact two-level inverse-CDF draw (a group of ⌈√|Y|⌉ items by the
 groups' sums, then the item within it), so no users × items array is ever held and no Gumbel noise per item is
 drawn. `event_contexts` reduces the realised events to what the truth needs: the distinct (user, last item) pairs.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 BLOCK_CELLS = 1 << 22    # weights held at once by the mark sampler (16 MiB in float32)
 
@@ -62,24 +61,34 @@ def hawkes_times(rng, mu, alpha, beta, start, end, carried, churn_day=None, chur
 
 # ------------------------------------------------------------------------------------------------ marks
 
-def _draw(w: torch.Tensor, uniform: np.ndarray, groups: int, size: int) -> torch.Tensor:
+def _row_search(cum: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per row r, the first column whose cumulated value exceeds target[r] (numpy's searchsorted, side right, on
+    all rows at once: each row scaled to [0, 1] and shifted by its index into one increasing array)."""
+    rows, cols = cum.shape
+    total = cum[:, -1:].astype(np.float64)
+    flat = (cum / np.where(total > 0, total, 1.0) + np.arange(rows)[:, None]).ravel()
+    where = np.searchsorted(flat, np.arange(rows) + target / np.where(total[:, 0] > 0, total[:, 0], 1.0), "right")
+    return np.clip(where - np.arange(rows) * cols, 0, cols - 1)
+
+
+def _draw(w: np.ndarray, uniform: np.ndarray, groups: int, size: int) -> np.ndarray:
     """One exact draw per row of the unnormalised weights `w` (rows, groups·size): by inverse CDF, first over the
     groups' sums, then within the chosen group (2·√|Y| cumulated values per row instead of |Y|)."""
     rows = w.shape[0]
-    by_group = w.view(rows, groups, size)
-    mass = by_group.sum(2)
+    by_group = w.reshape(rows, groups, size)
+    mass = by_group.sum(2, dtype=np.float64)
     cum = mass.cumsum(1)
-    target = torch.from_numpy(uniform).to(w.dtype) * cum[:, -1]
-    g = torch.searchsorted(cum, target[:, None], right=True).squeeze(1).clamp_(max=groups - 1)
-    idx = torch.arange(rows)
+    target = uniform * cum[:, -1]
+    g = _row_search(cum, target)
+    idx = np.arange(rows)
     rest = target - (cum[idx, g] - mass[idx, g])
-    inner = by_group[idx, g].cumsum(1)
-    s = torch.searchsorted(inner, rest[:, None], right=True).squeeze(1).clamp_(max=size - 1)
+    s = _row_search(by_group[idx, g].cumsum(1, dtype=np.float64), rest)
     return g * size + s
 
 
 class MarkSampler:
-    """Draws marks from p(y | user, last item) for many events at once (float32 torch, blocks of BLOCK_CELLS)."""
+    """Draws marks from p(y | user, last item) for many events at once (float32 numpy, blocks of BLOCK_CELLS:
+    numpy's vectorised exp is an order of magnitude faster than torch's on CPU here)."""
 
     def __init__(self, truth):
         n, d = truth.n_items, truth.phi.shape[1]
@@ -87,22 +96,28 @@ class MarkSampler:
         self.size = max(1, math.isqrt(n - 1) + 1)          # ⌈√n⌉ items per group
         self.groups = -(-n // self.size)
         pad = self.groups * self.size - n
-        self.taste = torch.from_numpy(truth.taste_scale * truth.theta).float()
-        phi = torch.from_numpy(truth.phi).float()
+        self.taste = (truth.taste_scale * truth.theta).astype(np.float32)
+        phi = truth.phi.astype(np.float32)
         self.drift = truth.gamma * phi
-        self.phi_t = torch.cat([phi, torch.zeros(pad, d)]).T.contiguous()
-        self.bias = torch.cat([torch.from_numpy(truth.b).float(), torch.full((pad,), -torch.inf)])
+        # the bias rides in the matmul as a last factor against a constant 1; padding items get a bias of -1e30
+        self.phi_t = np.ascontiguousarray(np.vstack([
+            np.hstack([phi, truth.b.astype(np.float32)[:, None]]),
+            np.hstack([np.zeros((pad, d), np.float32), np.full((pad, 1), -1e30, np.float32)])]).T)
         self.gamma = truth.gamma
         self.rows = max(1, BLOCK_CELLS // (self.groups * self.size))
+        self.buf = np.empty((min(self.rows, 1 << 16), self.groups * self.size), np.float32)
 
-    def weights(self, users: np.ndarray, last: np.ndarray) -> torch.Tensor:
-        """exp(logits − row max) over the padded items (padding: weight 0)."""
-        q = self.taste[torch.from_numpy(users)]
+    def weights(self, users: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """exp(logits − row max) over the padded items (padding: weight 0), in a reused buffer."""
+        q = np.empty((len(users), self.taste.shape[1] + 1), np.float32)
+        q[:, :-1] = self.taste[users]
+        q[:, -1] = 1.0
         has = last >= 0
         if self.gamma != 0 and has.any():
-            q[torch.from_numpy(has)] += self.drift[torch.from_numpy(last[has])]
-        z = torch.addmm(self.bias, q, self.phi_t)
-        return z.sub_(z.amax(1, keepdim=True)).exp_()
+            q[has, :-1] += self.drift[last[has]]
+        z = np.matmul(q, self.phi_t, out=self.buf[:len(users)])
+        z -= z.max(axis=1, keepdims=True)
+        return np.exp(z, out=z)
 
     def draw(self, rng, users: np.ndarray, last: np.ndarray, item_mass: np.ndarray | None = None) -> np.ndarray:
         """One mark per (users[r], last[r]); adds p(· | x) to `item_mass` when given."""
@@ -111,8 +126,8 @@ class MarkSampler:
             w = self.weights(users[lo:lo + self.rows], last[lo:lo + self.rows])
             u = rng.random(w.shape[0])
             if item_mass is not None:  # Σ_rows w_r / Σ w_r: one vector-matrix product, no normalised copy
-                item_mass += (w.sum(1).reciprocal_() @ w)[:self.n_items].double().numpy()
-            out[lo:lo + self.rows] = _draw(w, u, self.groups, self.size).clamp_(max=self.n_items - 1).numpy()
+                item_mass += (1.0 / w.sum(axis=1)) @ w[:, :self.n_items]
+            out[lo:lo + self.rows] = np.minimum(_draw(w, u, self.groups, self.size), self.n_items - 1)
         return out
 
 
