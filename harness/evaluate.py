@@ -133,6 +133,8 @@ def hit_matrix(index: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
     t = truth.tocsr()
     t.sort_indices()
     t_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(t.indptr)) * width + t.indices
+    if len(t_keys) == 0:  # no target in these rows (a chunk of target-less queries): no hits
+        return np.zeros((n, k))
     q_keys = (np.arange(n, dtype=np.int64)[:, None] * width + index).ravel()
     pos = np.searchsorted(t_keys, q_keys)
     found = (pos < len(t_keys)) & (t_keys[np.minimum(pos, len(t_keys) - 1)] == q_keys)
