@@ -376,6 +376,19 @@ def test_evaluate_full_defaults_exclude_the_seen_items_in_one_block():
     np.testing.assert_array_equal(res.queries, queries)
     np.testing.assert_array_equal(res.topk.index, ranked(S, dense(es.exclude))[queries, :3])
     assert model.calls == [queries.tolist()]
+    model.calls.clear()
+    res = ev.evaluate_full("userrec", src, es, [3], METRICS, pop)
+    np.testing.assert_array_equal(res.topk.index, ranked(S.T, dense(es.exclude).T)[res.queries, :3])
+    assert model.calls == [list(range(es.n_states))]
+
+
+# mutant: user_topk(queries, k_max, exclude, None, block_size) (the budget decides the state blocks)
+def test_evaluate_full_userrec_state_blocks_follow_the_budget():
+    es, u, v, pop = make_world(seed=8)
+    src, model, S = source(es, u, v, "table")
+    res = ev.evaluate_full("userrec", src, es, [3], METRICS, pop, budget_mib=100 / 2**20)
+    np.testing.assert_array_equal(res.topk.index, ranked(S.T, dense(es.exclude).T)[res.queries, :3])
+    assert model.calls == [[s] for s in range(es.n_states)]
 
 
 def test_evaluate_full_rejects_other_tasks():
@@ -409,6 +422,23 @@ def test_evaluate_sampled_ranks_each_positive_among_its_negatives(task, kind, we
     assert res.task == task and res.metrics["n_queries"] == len(cand) > 0
     assert set(res.metrics) == {f"{m}_{k}" for m in METRICS for k in cutoffs} | {"n_queries"}
     np.testing.assert_array_equal(res.queries, np.arange(len(cand)))
+
+
+# mutant: the truth's shape=(n, n_cand) dropped: positives on low item ids make the inferred width narrower than
+# the candidate ids, so (query, candidate) keys of different queries collide
+def test_evaluate_sampled_positives_on_low_ids_with_high_negatives():
+    es, u, v, pop = make_world(seed=14, n_states=12, n_items=14, p_target=0.3, max_hist=2)
+    T = dense(es.targets)
+    T[:, 2:] = False
+    T[np.arange(12), np.arange(12) % 2] = True
+    es = EvalSet(states=es.states, targets=sp.csr_matrix(T.astype(np.float32)), exclude=es.exclude)
+    src, _, S = source(es, u, v, "factors")
+    res = ev.evaluate_sampled("itemrec", src, es, [2, 4], METRICS, pop, 3, "uniform", 1, "k")
+    c = sampled_candidates(es, "itemrec", 3, "uniform", pop, 1, None, "k")
+    sc = S[c.owner[:, None], c.candidates]
+    tops = [c.candidates[q][sorted(range(4), key=lambda j, q=q: (-sc[q, j], c.candidates[q, j]))]
+            for q in range(len(sc))]
+    check_metrics(res, tops, [{int(x)} for x in c.candidates[:, 0]], [2, 4], pop, 14)
 
 
 def test_evaluate_sampled_stores_the_candidates_it_drew(tmp_path):
