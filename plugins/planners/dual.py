@@ -19,6 +19,16 @@ inside the bracket (the same root, in far fewer passes while eps is large).
 The plan (the "Ensure" line of Algorithm 1, i.e. eps -> 0 in Eq. 14): every state takes the top-K
 items of lambda_xy - v_y with lambda_xy - v_y > 0 (u_x >= 0), never a seen pair.
 
+Feasibility repair (`repair: true`, the default; not in the paper): the eps -> 0 rounding of a degenerate LP
+optimum can leave items of a popularity-skewed instance far below their minimum (0 exposures for a minimum of 3
+with the published 100 epochs and one alternation). After rounding, every item y below ceil(beta·|X|) is swapped
+into the states that lose least by it: state x gives up one of its items z whose exposure stays at or above its own
+minimum, at a loss lambda_xz - lambda_xy, never for an excluded pair and never taking y above floor(beta_max·|X|).
+Every state keeps its number of items (the user capacity is untouched). The scores it needs (the deficient items'
+columns and each state's assigned items) come from one pass over the row blocks. An item that still misses its
+minimum (too few states may take it) raises one warning; the plan's info reports `beta_unmet_items` and
+`repair_swaps`.
+
 `mode: offline` learns v on the states it plans; `mode: online` learns v on a calibration set (the
 split's calibration window, its validation set or the held-in users' states; see
 `harness.matching.calibration_set`) and applies it, on the calibration set's score scale, to test
@@ -33,8 +43,10 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from harness.plugin import (
@@ -217,15 +229,86 @@ def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None
     return v, info
 
 
+def repair_minimum(scores: PlanningScores, assignment: sp.csr_matrix, k: int, c_min: float, c_max: float
+                   ) -> tuple[sp.csr_matrix, int, int]:
+    """Swap every item below its minimum exposure into the states that lose least by it (module docstring).
+
+    `c_min`, `c_max`: Constraints.check's exposure counts; an integral plan needs ceil(c_min) and at most
+    floor(c_max) (with the 1e-9 of the metrics' tolerance). Returns (the repaired assignment, swaps made, items
+    still below their minimum). Reads the scores once, block by block: the deficient items' columns (|X| x
+    |deficient|) and each state's assigned items (|X| x K), never a |X| x |Y| array."""
+    n_x, n_y = assignment.shape
+    a = sp.csr_matrix(assignment)
+    a.sort_indices()
+    need = int(math.ceil(c_min - 1e-9))
+    cap = int(math.floor(c_max + 1e-9))
+    exposure = np.bincount(a.indices, minlength=n_y).astype(np.int64)
+    deficient = np.flatnonzero(exposure < need)
+    if len(deficient) == 0:
+        return assignment, 0, 0
+    # each state's assigned items in K slots (-1: an empty slot)
+    load = np.diff(a.indptr)
+    slots = np.full((n_x, max(k, 1)), -1, dtype=np.int64)
+    row_of = np.repeat(np.arange(n_x), load)
+    slots[row_of, np.arange(a.nnz) - np.repeat(a.indptr[:-1], load)] = a.indices
+    # one pass over the blocks: lambda of the deficient items and of the assigned items
+    lam_d = np.empty((n_x, len(deficient)))
+    lam_a = np.full(slots.shape, np.inf)
+    cols = torch.as_tensor(deficient, device=scores.device)
+    for rows, lam in scores.blocks():
+        lam_d[rows] = lam[:, cols].double().cpu().numpy()
+        s = slots[rows]
+        got = lam.gather(1, torch.as_tensor(np.maximum(s, 0), device=lam.device)).double().cpu().numpy()
+        lam_a[rows] = np.where(s >= 0, got, np.inf)
+    allowed = lam_d > NEG / 2
+    swaps = 0
+    every = np.arange(n_x)
+    for j in np.argsort(allowed.sum(0), kind="stable"):  # the items fewest states may take first
+        y = deficient[j]
+        while exposure[y] < min(need, cap):
+            # per state, its cheapest item to give up: one whose exposure stays at or above the minimum
+            removable = (slots >= 0) & (exposure[np.maximum(slots, 0)] > need)
+            out = np.where(removable, lam_a, np.inf)
+            best = out.argmin(1)
+            give = out[every, best]
+            ok = np.isfinite(give) & allowed[:, j] & ~(slots == y).any(1)
+            cand = np.flatnonzero(ok)
+            if len(cand) == 0:
+                break
+            cand = cand[np.argsort(give[cand] - lam_d[cand, j], kind="stable")]
+            z = slots[cand, best[cand]]
+            # several states may give up the same z: only as many as z has above its minimum
+            by_z = np.argsort(z, kind="stable")
+            zs = z[by_z]
+            first = np.r_[0, np.flatnonzero(np.diff(zs)) + 1]
+            rank = np.empty(len(z), dtype=np.int64)
+            rank[by_z] = np.arange(len(z)) - np.repeat(first, np.diff(np.r_[first, len(z)]))
+            take = np.flatnonzero(rank < exposure[z] - need)[:min(need, cap) - exposure[y]]
+            x, z = cand[take], z[take]
+            slots[x, best[x]] = y  # y ends at its minimum, never given up again: its lam_a is not read
+            np.subtract.at(exposure, z, 1)
+            exposure[y] += len(x)
+            swaps += len(x)
+    unmet = int((exposure < need).sum())
+    if swaps == 0:
+        return assignment, 0, unmet
+    keep = slots >= 0
+    r = np.broadcast_to(every[:, None], slots.shape)[keep]
+    out = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (r, slots[keep])), shape=(n_x, n_y))
+    out.sort_indices()
+    return out, swaps, unmet
+
+
 class Dual(Planner):
     def __init__(self, alpha: float = 0.01, beta: float = 0.0, beta_max: float | None = None, mode: str = "offline",
                  epochs: int = 100, epsilon_min: float = 1e-10, gamma: float | None = None,
-                 batch_size: int | None = None, iters: int = 50, steps: int = 1):
+                 batch_size: int | None = None, iters: int = 50, steps: int = 1, repair: bool = True):
         self.constraints = Constraints(float(alpha), float(beta), None if beta_max is None else float(beta_max))
         self.constraints.validate(f"planner 'dual' (mode {mode})")
         self.online = mode == "online"
         self.mode, self.epochs, self.epsilon_min = mode, int(epochs), float(epsilon_min)
         self.gamma, self.batch_size, self.iters, self.steps = gamma, batch_size, int(iters), int(steps)
+        self.repair = bool(repair)
         self.v: torch.Tensor | None = None
 
     def fit(self, scores: PlanningScores) -> dict:
@@ -238,7 +321,7 @@ class Dual(Planner):
 
     def plan(self, scores: PlanningScores, calibration: PlanningScores | None = None) -> Plan:
         where = f"planner 'dual' (mode {self.mode})"
-        k, _, _ = self.constraints.check(scores.n_states, scores.n_items, where)
+        k, c_min, c_max = self.constraints.check(scores.n_states, scores.n_items, where)
         if self.online:
             if calibration is None:
                 raise ConfigError(f"{where}: online mode learns v on a calibration set of user-states "
@@ -248,14 +331,25 @@ class Dual(Planner):
             scores = scores.with_scale(self.scale)
         else:
             info = self.fit(scores)
-        return Plan(topk_assignment(scores, k, shift=self.v, positive_only=True), {"k": k, **info})
+        a = topk_assignment(scores, k, shift=self.v, positive_only=True)
+        if not self.repair:
+            return Plan(a, {"k": k, **info})
+        a, swaps, unmet = repair_minimum(scores, a, k, c_min, c_max)
+        if unmet:
+            need = int(math.ceil(c_min - 1e-9))
+            warnings.warn(f"{where}: {unmet} of {scores.n_items} items miss their minimum exposure ceil(beta·|X|) = "
+                          f"{need} even after the feasibility repair (too few user-states may take them: excluded "
+                          f"pairs, the capacity K = {k} or beta_max); lower beta or raise alpha", stacklevel=2)
+        return Plan(a, {"k": k, **info, "repair_swaps": swaps, "beta_unmet_items": unmet})
 
 
 @hookimpl
 def register_planners(register):
     register(PlannerSpec(
         name="dual", factory=Dual,
-        description="RIM's Dual planner (Algorithm 1): item dual variables v, top-K of lambda - v; offline or online",
+        description="RIM's Dual planner (Algorithm 1): item dual variables v, top-K of lambda - v; offline or online; "
+                    "then a feasibility repair swaps items below their minimum exposure into the states that lose "
+                    "least (repair: false for the plan as published)",
         params=CONSTRAINT_PARAMS + (
             Param("mode", "str", "offline", "offline: learn v on the planned states; online: on a calibration set",
                   choices=("offline", "online")),
@@ -268,4 +362,7 @@ def register_planners(register):
             Param("steps", "int", 1, "u/v alternations per batch per epoch (1: Algorithm 1 as published)", low=1),
             Param("iters", "int", 50, "root-finding iterations per u- and v-step (bisection, Newton-accelerated)",
                   low=1),
+            Param("repair", "bool", True, "after rounding, swap every item below ceil(beta·|X|) into the states that "
+                  "lose least by it (never an excluded pair, above beta_max or below another item's minimum; every "
+                  "state keeps its number of items); warn when some item still cannot reach it"),
         )))
