@@ -37,7 +37,11 @@ from .errors import ConfigError, DataError
 from .schema import Param
 
 DIRECTIONS = {"precision": 1, "recall": 1, "item_perplexity": 1, "user_perplexity": 1, "item_coverage": 1,
-              "beta_satisfied": 1, "beta_max_satisfied": 1, "delivered_share": 0, "per_state": 0}  # for reports
+              "beta_satisfied": 1, "beta_max_satisfied": 1, "delivered_share": 0, "per_state": 0,
+              "beta_unmet_items": -1, "repair_swaps": 0}  # for reports
+# What a planner says about its own plan (Plan.info) that lands in the cell's metrics beside the plan's metrics: how
+# many items still miss their minimum exposure, and how many swaps a feasibility repair made
+PLAN_INFO_METRICS = ("beta_unmet_items", "repair_swaps")
 
 ALPHA = Param("alpha", "float", 0.01, "user capacity: share of the catalogue per user-state (K/|Y|)",
               low=1e-12, high=1.0)
@@ -377,4 +381,7 @@ def run_planners(planners, registry, model, kind: str, split, device, seed: int 
         out[f"time/matching/{entry.label}_s"] = time.time() - t0
         for k, v in matching_metrics(plan.assignment, targets, planner.constraints).items():
             out[f"matching/{entry.label}/{k}"] = v
+        for k in PLAN_INFO_METRICS:
+            if k in (plan.info or {}):
+                out[f"matching/{entry.label}/{k}"] = float(plan.info[k])
     return out

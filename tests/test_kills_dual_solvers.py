@@ -240,7 +240,7 @@ def test_dual_defaults_are_the_declared_ones():
     spec = _spec()
     declared = {p.name: p.default for p in spec.params}
     assert set(declared) == {"alpha", "beta", "beta_max", "mode", "epochs", "epsilon_min", "gamma", "batch_size",
-                             "steps", "iters"}
+                             "steps", "iters", "repair"}
     bare = Dual()
     explicit = spec.factory(**declared)
     assert vars(bare) == vars(explicit)

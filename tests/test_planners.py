@@ -237,6 +237,11 @@ def test_suite_with_planners_runs_end_to_end_into_mlflow(workdir):
     assert (frame["metrics.matching/dual_b0.01/item_perplexity"] > frame["metrics.matching/topk/item_perplexity"]).all()
     runs = make_tracker(reg, s).runs("tiny")
     assert runs["metrics.matching/dual_online_b0.01/precision"].notna().all()
+    # the dual's own account of its plan lands beside the plan's metrics: items still short of β after the
+    # feasibility repair (0 here: feasible) and the swaps the repair made; planners without a repair have neither
+    assert (frame["metrics.matching/dual_b0.01/beta_unmet_items"] == 0).all()
+    assert (frame["metrics.matching/dual_b0.01/repair_swaps"] >= 0).all()
+    assert "metrics.matching/greedy_b0.01/repair_swaps" not in frame
 
 
 def test_topk_ignores_each_states_intensity_level_however_far_it_spans():

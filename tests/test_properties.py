@@ -261,8 +261,9 @@ def test_greedy_spreads_a_minimum_the_states_cannot_give_every_item():
 
 def test_dual_gives_items_without_scores_their_minimum():
     """Minimum exposure is there for items no model scores (cold items): five of 30 items score 0 for all 200 states;
-    with beta·|X| = 4 greedy gives each of them 4 states, the dual leaves one at 0 (exposures 6, 5, 0, 3, 2). Their
-    lambda differ only by the seeded 1e-6 tie perturbation, below what the dual's float32 lambda - u - v resolves."""
+    with beta·|X| = 4 greedy gives each of them 4 states. The dual's own plan left one at 0 (exposures 6, 5, 0, 3, 2:
+    their lambda differ only by the seeded 1e-6 tie perturbation, below what float32 lambda - u - v resolves); its
+    feasibility repair now swaps them in."""
     rng = np.random.default_rng(0)
     S = np.exp(rng.normal(size=(200, 4)) @ rng.normal(size=(30, 4)).T / 2).astype(np.float32)
     S[:, :5] = 0.0
