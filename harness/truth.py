@@ -3,11 +3,13 @@
 Method-agnostic: it needs only the dataset's `truth` object (duck-typed; the synthetic world's `WorldTruth`),
 the evaluation states and a `ScoreSource`. Exact up to `max_states` evaluation states and `max_items` items;
 above, a seeded sample of that many states (state s stands for its user u = states.user[s]) crossed with a sample of
-that many items plus every target item of the sampled states (`truth/n_pairs` logs the pairs). The truth is asked
-for just those blocks (`<table>_rows(users, items)`), so nothing of size users × items is built. Metrics:
+that many items plus every target item of the sampled states (`truth/n_pairs` logs the pairs); the pooled
+correlations take all of that grid up to `max_pooled` pairs, above it a seeded sample of that many plus every target
+pair (`truth/n_pooled_pairs`); the scores are ranked once per pooling and reused against every truth. The truth is
+asked for just those blocks (`<table>_rows(users, items)`), so nothing of size users × items is built. Metrics:
 
 - `truth/spearman_joint`, `truth/spearman_item_given_user`, `truth/spearman_user_given_item`,
-  `truth/spearman_pmi`: pooled over all sampled pairs, against log p(u, i), log p(i|u), log p(u|i) and the PMI
+  `truth/spearman_pmi`: pooled over the pooled pairs, against log p(u, i), log p(i|u), log p(u|i) and the PMI
   log p(u, i)/(p(u)p(i));
 - `truth/spearman_intensity` (models whose `score_kind` is intensity or log_intensity): against the true
   λ(x, y) of each state (`truth.pair_intensity(states)`);
@@ -81,9 +83,10 @@ def _truth_block(truth: Any, attr: str, users: np.ndarray, items: np.ndarray) ->
 
 
 def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed: int = 0,
-                  max_states: int = 2000, max_items: int = 2000) -> dict[str, float]:
+                  max_states: int = 2000, max_items: int = 2000, max_pooled: int = 1_000_000) -> dict[str, float]:
     """The `truth/*` metrics of one fitted model's scores (empty when the dataset has no truth); `truth/n_pairs`
-    logs how many (state, item) pairs they are computed on."""
+    logs the (state, item) grid the per-state and per-item averages use, `truth/n_pooled_pairs` the pairs of it the
+    pooled correlations use."""
     truth = getattr(dataset, "truth", None)
     states = evalset.states
     if truth is None or len(states) == 0:
@@ -104,12 +107,36 @@ def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed
     if score_kind in ("intensity", "log_intensity") and hasattr(truth, "pair_intensity"):
         lam = np.asarray(truth.pair_intensity(states.take(rows)))[:, items]
         targets["intensity"] = np.log(np.maximum(lam, _FLOOR))
+    pooled = pooled_pairs(evalset.targets[rows][:, items], seed, max_pooled)
+    out["truth/n_pooled_pairs"] = float(pooled.sum())
+    score_ranks = rankdata(scores[pooled])[None, :]  # ranked once, against every truth
     for name, t in targets.items():
-        out[f"truth/spearman_{name}"] = spearman(scores, t)
-    for name in ("item_given_user", "pmi"):
-        if name in targets:
-            out[f"truth/spearman_{name}_per_state"] = _nanmean(spearman_rows(scores, targets[name]))
-    for name in ("user_given_item", "pmi"):
-        if name in targets and len(rows) > 1:
-            out[f"truth/spearman_{name}_per_item"] = _nanmean(spearman_rows(scores.T, targets[name].T))
+        out[f"truth/spearman_{name}"] = float(_pearson_rows(score_ranks, rankdata(t[pooled])[None, :])[0])
+    if any(name in targets for name in ("item_given_user", "pmi")):
+        by_state = rankdata(scores, axis=1)
+        for name in ("item_given_user", "pmi"):
+            if name in targets:
+                out[f"truth/spearman_{name}_per_state"] = _nanmean(
+                    _pearson_rows(by_state, rankdata(targets[name], axis=1)))
+    if len(rows) > 1 and any(name in targets for name in ("user_given_item", "pmi")):
+        by_item = rankdata(scores.T, axis=1)
+        for name in ("user_given_item", "pmi"):
+            if name in targets:
+                out[f"truth/spearman_{name}_per_item"] = _nanmean(
+                    _pearson_rows(by_item, rankdata(targets[name].T, axis=1)))
     return out
+
+
+def pooled_pairs(targets, seed: int, max_pooled: int) -> np.ndarray:
+    """Which pairs of the (states × items) grid the pooled Spearman takes: all up to `max_pooled`; above, a seeded
+    sample of that many plus every target pair of the grid (a boolean mask of the grid)."""
+    n_rows, n_cols = targets.shape
+    if n_rows * n_cols <= max_pooled:
+        return np.ones((n_rows, n_cols), dtype=bool)
+    rng = np.random.default_rng([seed, 8])
+    mask = np.zeros(n_rows * n_cols, dtype=bool)
+    mask[rng.choice(n_rows * n_cols, max_pooled, replace=False)] = True
+    mask = mask.reshape(n_rows, n_cols)
+    t = targets.tocoo()
+    mask[t.row, t.col] = True
+    return mask

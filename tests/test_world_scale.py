@@ -159,3 +159,17 @@ def test_cells_sharing_dataset_split_and_seed_split_once(tmp_path, monkeypatch):
     # the pre-flight splits the first seed's data; the cells run grouped by (dataset, split, seed): seed 0's cells
     # reuse that split, the first cell of seed 1 splits once more and the second reuses it
     assert calls == [0, 1]
+
+
+def test_pooled_pairs_are_the_whole_grid_up_to_the_cap_then_a_sample_plus_every_target():
+    import scipy.sparse as sp
+
+    from harness.truth import pooled_pairs
+
+    targets = sp.csr_matrix(([1.0, 1.0, 1.0], ([0, 3, 9], [5, 0, 19])), shape=(10, 20))
+    assert pooled_pairs(targets, seed=0, max_pooled=200).all()
+    mask = pooled_pairs(targets, seed=0, max_pooled=50)
+    assert mask[0, 5] and mask[3, 0] and mask[9, 19]
+    assert 50 <= mask.sum() <= 53
+    np.testing.assert_array_equal(mask, pooled_pairs(targets, seed=0, max_pooled=50))  # seeded
+    assert not np.array_equal(mask, pooled_pairs(targets, seed=1, max_pooled=50))
