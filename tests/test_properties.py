@@ -205,6 +205,8 @@ def slack(alpha: float, beta: float, beta_max: float | None, n_states: int) -> b
     return beta <= alpha / 2 and (beta_max is None or (beta_max >= 1.5 * alpha and beta_max * n_states >= 1))
 
 
+# random instances include infeasible minimums: the dual says so in a warning (tests/test_dual_feasible.py checks it)
+@pytest.mark.filterwarnings("ignore:planner 'dual'.*miss their minimum exposure:UserWarning")
 @settings(PROPS, max_examples=100)
 @given(case=planning_cases(), name=st.sampled_from(["topk", "greedy", "dual"]))
 def test_planners_keep_their_constraints_on_random_instances(case, name):
