@@ -284,3 +284,37 @@ def test_dual_plan_info_reports_k_and_the_fit_it_ran():
     assert plan.info["epochs"] == 3
     assert (plan.assignment.sum(1) <= 2).all()
     assert isinstance(plan.assignment, sp.csr_matrix)
+
+
+# ------------------------------------------------------------------------------- the bracket with exclusions
+# The documented bracket: hi = max(w) - eps·logit(target) + MARGIN; lo = min(valid w) - eps·logit(share) - MARGIN with
+# share = target·n / n_valid capped at 1 - 1e-6 (excluded entries add 0 to the mean). With iters = 0 the solver
+# returns the bracket's midpoint, so the bracket itself is checked; with no root the solver ends at lo.
+MARGIN = 1e-3
+
+
+def _bracket(valid_w, n, target, eps):
+    share = min(target * n / len(valid_w), 1 - 1e-6)
+    lo = min(valid_w) - eps * math.log(share / (1 - share)) - MARGIN
+    hi = max(valid_w) - eps * math.log(target / (1 - target)) + MARGIN
+    return lo, hi
+
+
+# mutants: _lower_logit's n / n_valid -> n * n_valid; n_valid summed over blocks with - instead of +
+def test_the_bracket_allows_for_the_excluded_entries_of_a_row_and_of_a_column_over_blocks():
+    row = torch.tensor([[0.2, NEG, 1.0, NEG, 0.7, NEG, NEG, 0.4]])
+    lo, hi = _bracket([0.2, 1.0, 0.7, 0.4], 8, 0.3, 0.5)
+    assert float(solve_rows(row.clone(), 0.3, 0.5, 0)[0]) == pytest.approx((lo + hi) / 2, abs=1e-5)
+    col = row.T.contiguous()  # the valid entries fall in both blocks (rows 0-3 and 4-7)
+    got = solve_columns(_blocks(col, [4]), 1, 8, 0.3, 0.5, 0)
+    assert float(got[0]) == pytest.approx((lo + hi) / 2, abs=1e-5)
+
+
+# mutants: the share's cap 1 - 1e-6 -> 1 + 1e-6 or 2 - 1e-6 (logit NaN: lo falls back to hi - 1); valid = w > NEG*2
+# in solve_rows / solve_columns (excluded entries counted as valid: lo near NEG)
+def test_a_line_that_cannot_reach_its_target_ends_at_the_bracket_floor():
+    w = torch.tensor([[0.5, NEG, NEG, NEG, NEG, NEG, NEG, NEG]])  # 1 valid of 8: the mean is at most 1/8 < 0.25
+    lo, _ = _bracket([0.5], 8, 0.25, 1.0)
+    assert float(solve_rows(w.clone(), 0.25, 1.0, 50)[0]) == pytest.approx(lo, abs=1e-3)
+    got = solve_columns(_blocks(w.T.contiguous(), [3]), 1, 8, 0.25, 1.0, 50)
+    assert float(got[0]) == pytest.approx(lo, abs=1e-3)
