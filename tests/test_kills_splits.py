@@ -886,3 +886,65 @@ def test_a_prebuilt_sequence_stays_whole_when_shorter_than_max_len():
     clipped = imp_mod._clip(rows, 1)
     assert np.diff(clipped["seq_ptr"]).tolist() == np.minimum(np.diff(rows.seq_ptr), 1).tolist()
     assert clipped["seq_item"].tolist() == [rows.sequence(r)[-1] for r in range(len(rows)) if len(rows.sequence(r))]
+
+
+# ------------------------------------------------------------------- survivors of the mutmut run (second pass)
+# mutant: UserSplit's calibration `among=... (x.user_counts > 0)` -> `> 1` (a group-A user with one event dropped)
+def test_user_split_calibration_keeps_group_a_users_with_a_single_event():
+    log = [(0, 0, 0.0), (0, 1, 6.0), (1, 2, 1.0), (1, 3, 7.0), (2, 4, 2.0), (3, 5, 1.5), (4, 0, 2.5), (5, 1, 3.0),
+           (5, 2, 8.0)]
+    ds = make(log, n_users=6)
+    x = ds.interactions
+    singles = {u for u in range(6) if (x.user == u).sum() == 1}
+    checked = 0
+    for seed in range(12):
+        s = UserSplit(test_fraction=0.3, horizon=None, cut="median_span", min_history=1, calibration=True)
+        train, test, calib, info, b = ref_user(x, seed, 0.3, None, "median_span", 1, True)
+        if not any(len(st[4]) for st in test) or not any(len(st[4]) for st in calib or []):
+            continue
+        out = s.split(ds, seed)
+        check_set(out.calibration, calib, "calibration", x.n_items)
+        checked += bool(singles & {st[0] for st in calib})
+    assert checked  # some seed put a one-event user in group A with its event before the cut
+
+
+# mutant: the calibration set's label "user (calibration: group A on the test window)" in require_nonempty
+def test_user_split_calibration_without_group_a_history_names_the_calibration_set():
+    ds = make([(0, 0, 0.0), (0, 1, 10.0), (1, 2, 8.0), (1, 3, 9.0)])  # median span 5.5: T = 5.5, user 1 starts after
+    messages = set()
+    for seed in range(8):
+        try:
+            UserSplit(test_fraction=0.5, horizon=None, calibration=True).split(ds, seed)
+        except DataError as e:
+            messages.add(str(e).split(":")[0])
+    assert "user (calibration" in messages  # group A = user 1, nothing before T: named, not the test set's error
+
+
+# mutant: LeaveOneOut info `n_users_train_only` counts `0 < counts` -> `1 < counts` (a one-event user left out)
+def test_leave_one_out_counts_one_event_users_as_train_only():
+    ds = make(LOG + [(7, 1, 2.0)], n_users=9)  # user 7: one event; user 8: none
+    counts = np.bincount(ds.interactions.user, minlength=9)
+    out = LeaveOneOutSplit(min_events=3).split(ds, 0)
+    assert counts[7] == 1 and out.info["n_users_train_only"] == int(((counts > 0) & (counts < 3)).sum())
+
+
+# mutant: ImpressionsSplit labels from a value column `> 0` -> `> 1` (a click stored as 1 not a click)
+def test_impressions_from_a_zero_one_value_column():
+    ds = imp_ds(value_only=True)  # value 1 for clicks, 0 otherwise
+    x = ds.interactions
+    assert set(np.unique(x.value).tolist()) == {0, 1}
+    want_train, want_test, train, test, _ = ref_impressions(x, 6.0, 2, None, None, None, [])
+    out = ImpressionsSplit(cut=6.0, max_len=2).split(ds, 0)
+    check_rows(out.train_impressions, want_train)
+    check_rows(out.test_impressions, want_test)
+    check_set(out.test, test, "test", x.n_items)
+
+
+# mutant: the "no impression event" error lists the first 10 event names found (`[:10]` -> `[:11]`)
+def test_no_impression_event_lists_the_first_ten_names_found():
+    names = [f"e{i:02d}" for i in range(12)]
+    rows = [(i % 3, i % 4, float(i)) for i in range(12)]
+    ds = make(rows, event=np.array(names, dtype=object))
+    with pytest.raises(DataError) as err:
+        ImpressionsSplit().split(ds, 0)
+    assert f"found events: {names[:10]}" in str(err.value)
