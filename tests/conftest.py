@@ -1,8 +1,12 @@
 import os
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
+from scipy.optimize import linprog
 
 from harness.errors import DataError
+from harness.matching import NEG
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -40,3 +44,16 @@ def raises_data_error(fn, *parts):
     for part in parts:
         assert str(part) in msg, f"{part!r} not in: {msg}"
     return msg
+
+
+def lp_optimum(lam, k, c_min, c_max) -> float | None:
+    """HiGHS on RIM Eq. 9's relaxation (max sum lam·pi s.t. sum_y pi <= K, c_min <= sum_x pi <= c_max, 0 <= pi <= 1,
+    pi = 0 on excluded pairs), None when it has no solution: the planners' reference optimum."""
+    n_x, n_y = lam.shape
+    rows_x = sp.kron(sp.eye(n_x), np.ones((1, n_y)))
+    rows_y = sp.kron(np.ones((1, n_x)), sp.eye(n_y))
+    allowed = lam > NEG / 2
+    res = linprog(-np.where(allowed, lam, 0).ravel(), A_ub=sp.vstack([rows_x, -rows_y, rows_y]).tocsr(),
+                  b_ub=np.concatenate([np.full(n_x, k), np.full(n_y, -c_min), np.full(n_y, c_max)]),
+                  bounds=np.c_[np.zeros(n_x * n_y), allowed.ravel()], method="highs")
+    return -res.fun if res.status == 0 else None

@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.optimize import linprog
+from conftest import lp_optimum
 
-from harness.matching import NEG, FactorScores, PlanningScores
+from harness.matching import FactorScores, PlanningScores
 from plugins.planners.dual import Dual, register_planners, repair_minimum
 
 SEEDS = range(11)
@@ -35,17 +35,6 @@ def lam_of(scores: PlanningScores) -> np.ndarray:
     return np.concatenate([b.numpy() for _, b in scores.blocks()]).astype(np.float64)
 
 
-def lp_optimum(lam: np.ndarray, k: int, need: float, cap: float) -> float:
-    """HiGHS on RIM Eq. 9's relaxation: max sum lam·pi s.t. sum_y pi <= K, need <= sum_x pi <= cap, 0 <= pi <= 1."""
-    n_x, n_y = lam.shape
-    rows_x = sp.kron(sp.eye(n_x), np.ones((1, n_y)))
-    rows_y = sp.kron(np.ones((1, n_x)), sp.eye(n_y))
-    allowed = lam > NEG / 2
-    res = linprog(-np.where(allowed, lam, 0).ravel(), A_ub=sp.vstack([rows_x, -rows_y, rows_y]).tocsr(),
-                  b_ub=np.concatenate([np.full(n_x, k), np.full(n_y, -need), np.full(n_y, cap)]),
-                  bounds=np.c_[np.zeros(n_x * n_y), allowed.ravel()], method="highs")
-    assert res.status == 0, res.message
-    return -res.fun
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,6 +89,7 @@ def test_default_dual_is_within_two_percent_of_the_lp_optimum(seed):
     k, c_min, c_max = planner.constraints.check(scores.n_states, scores.n_items)
     lam = lam_of(scores)
     opt = lp_optimum(lam, k, np.ceil(c_min - 1e-9), np.floor(c_max + 1e-9))
+    assert opt is not None, "the LP relaxation has no solution"
     value = plan.assignment.multiply(lam).sum()
     assert 0.98 * opt <= value <= opt * (1 + 1e-9), f"value {value:g} vs LP optimum {opt:g}"
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import lp_optimum
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-from scipy.optimize import linprog
 
 from harness.data import Dataset, Interactions
 from harness.errors import ConfigError, DataError
 from harness.evaluate import score_rankings
-from harness.matching import NEG, FactorScores, PlanningScores
+from harness.matching import FactorScores, PlanningScores
 from harness.registry import Registry
 from plugins.datasets.files import load_csv
 from plugins.datasets.movielens import load_movielens
@@ -183,17 +183,6 @@ def planning_cases(draw):
     return S.astype(np.float32), exclude, alpha, beta, beta_max, seed
 
 
-def lp_optimum(lam, k, c_min, c_max) -> float | None:
-    """The optimum of RIM Eq. 9's relaxation (max sum lam·pi s.t. sum_y pi <= K, c_min <= sum_x pi <= c_max,
-    0 <= pi <= 1, pi = 0 on excluded pairs), None when it has no solution."""
-    n_x, n_y = lam.shape
-    rows_x = sp.kron(sp.eye(n_x), np.ones((1, n_y)))
-    rows_y = sp.kron(np.ones((1, n_x)), sp.eye(n_y))
-    allowed = lam > NEG / 2
-    res = linprog(-np.where(allowed, lam, 0).ravel(), A_ub=sp.vstack([rows_x, -rows_y, rows_y]).tocsr(),
-                  b_ub=np.concatenate([np.full(n_x, k), np.full(n_y, -c_min), np.full(n_y, c_max)]),
-                  bounds=np.c_[np.zeros(n_x * n_y), allowed.ravel()], method="highs")
-    return -res.fun if res.status == 0 else None
 
 
 def slack(alpha: float, beta: float, beta_max: float | None, n_states: int) -> bool:

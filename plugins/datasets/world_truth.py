@@ -199,6 +199,10 @@ class WorldTruth:
             mass += _softmax_rows(self._base_logits(np.arange(lo, min(self.n_users, lo + step)))).sum(axis=0)
         return mass / self.n_users
 
+    def _item_marginal_at(self, items) -> np.ndarray:
+        p_i = self.item_marginal()
+        return p_i if items is None else p_i[np.asarray(items, dtype=np.int64)]
+
     def user_marginal(self) -> np.ndarray:
         """p(u) = (number of events of u) / (number of events)."""
         total = self.n_events
@@ -214,14 +218,14 @@ class WorldTruth:
 
     def log_user_given_item_rows(self, users, items=None) -> np.ndarray:
         """log p(u | i) = log p(u, i) - log p(i) (users without events get the floor)."""
-        p_i = self.item_marginal() if items is None else self.item_marginal()[np.asarray(items, dtype=np.int64)]
+        p_i = self._item_marginal_at(items)
         j = self.joint_rows(users, items)
         return np.log(np.maximum(j / np.maximum(p_i, _FLOOR)[None, :], _FLOOR))
 
     def pmi_rows(self, users, items=None) -> np.ndarray:
         """log p(u, i) / (p(u) p(i)) = log p(i | u) - log p(i) (with `item_given_user`'s convention for users
         without events)."""
-        p_i = self.item_marginal() if items is None else self.item_marginal()[np.asarray(items, dtype=np.int64)]
+        p_i = self._item_marginal_at(items)
         return self.log_item_given_user_rows(users, items) - np.log(np.maximum(p_i, _FLOOR))[None, :]
 
     # the dense tables (users × items), for small worlds and checks
