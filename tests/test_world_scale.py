@@ -173,3 +173,13 @@ def test_pooled_pairs_are_the_whole_grid_up_to_the_cap_then_a_sample_plus_every_
     assert 50 <= mask.sum() <= 53
     np.testing.assert_array_equal(mask, pooled_pairs(targets, seed=0, max_pooled=50))  # seeded
     assert not np.array_equal(mask, pooled_pairs(targets, seed=1, max_pooled=50))
+
+
+def test_a_small_catalogue_draws_for_more_rows_than_one_buffer_holds():
+    """With 4 items the cell budget allows far more rows per block than the sampler's 2^16-row buffer: the blocks
+    must follow the buffer (a matmul into a shorter buffer raised a shape error)."""
+    tr = _truth(n_items=4)
+    n = (1 << 16) + 100
+    draws = MarkSampler(tr).draw(np.random.default_rng(0), np.zeros(n, np.int64), np.full(n, -1))
+    p = softmax(tr.taste_scale * tr.theta[0] @ tr.phi.T + tr.b)
+    assert chisquare(np.bincount(draws, minlength=4), p * n).pvalue > 1e-4

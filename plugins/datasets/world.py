@@ -104,8 +104,9 @@ class MarkSampler:
             np.hstack([phi, truth.b.astype(np.float32)[:, None]]),
             np.hstack([np.zeros((pad, d), np.float32), np.full((pad, 1), -1e30, np.float32)])]).T)
         self.gamma = truth.gamma
-        self.rows = max(1, BLOCK_CELLS // (self.groups * self.size))
-        self.buf = np.empty((min(self.rows, 1 << 16), self.groups * self.size), np.float32)
+        # rows per block: the cell budget, at most 2^16 (the reused buffer's height)
+        self.rows = min(max(1, BLOCK_CELLS // (self.groups * self.size)), 1 << 16)
+        self.buf = np.empty((self.rows, self.groups * self.size), np.float32)
 
     def weights(self, users: np.ndarray, last: np.ndarray) -> np.ndarray:
         """exp(logits − row max) over the padded items (padding: weight 0), in a reused buffer."""
