@@ -71,12 +71,19 @@ def _row_search(cum: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.clip(where - np.arange(rows) * cols, 0, cols - 1)
 
 
-def _draw(w: np.ndarray, uniform: np.ndarray, groups: int, size: int) -> np.ndarray:
+def _group_mass(w: np.ndarray, groups: int, size: int) -> np.ndarray:
+    """The sums of each row's groups of `size` consecutive weights, (rows, groups) in float64: one matrix-vector
+    product with a vector of ones (a BLAS dot per group, 8x faster here than numpy's reduction along the axis)."""
+    return (w.reshape(-1, size) @ np.ones(size, np.float32)).reshape(w.shape[0], groups).astype(np.float64)
+
+
+def _draw(w: np.ndarray, uniform: np.ndarray, groups: int, size: int, mass: np.ndarray | None = None) -> np.ndarray:
     """One exact draw per row of the unnormalised weights `w` (rows, groups·size): by inverse CDF, first over the
-    groups' sums, then within the chosen group (2·√|Y| cumulated values per row instead of |Y|)."""
+    groups' sums (`mass`, computed when not given), then within the chosen group (2·√|Y| cumulated values per row
+    instead of |Y|)."""
     rows = w.shape[0]
     by_group = w.reshape(rows, groups, size)
-    mass = by_group.sum(2, dtype=np.float64)
+    mass = _group_mass(w, groups, size) if mass is None else mass
     cum = mass.cumsum(1)
     target = uniform * cum[:, -1]
     g = _row_search(cum, target)
@@ -126,9 +133,10 @@ class MarkSampler:
         for lo in range(0, len(users), self.rows):
             w = self.weights(users[lo:lo + self.rows], last[lo:lo + self.rows])
             u = rng.random(w.shape[0])
+            mass = _group_mass(w, self.groups, self.size)
             if item_mass is not None:  # Σ_rows w_r / Σ w_r: one vector-matrix product, no normalised copy
-                item_mass += (1.0 / w.sum(axis=1)) @ w[:, :self.n_items]
-            out[lo:lo + self.rows] = np.minimum(_draw(w, u, self.groups, self.size), self.n_items - 1)
+                item_mass += (1.0 / mass.sum(1)).astype(np.float32) @ w[:, :self.n_items]
+            out[lo:lo + self.rows] = np.minimum(_draw(w, u, self.groups, self.size, mass), self.n_items - 1)
         return out
 
 
