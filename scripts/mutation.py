@@ -39,8 +39,8 @@ COPY = ["harness", "plugins", "tests", "datasets", "suites"]
 SHARED_TESTS = ["tests/test_mutation_kills.py", "tests/test_survivors.py"]
 # Per-module kill files (tests/test_kills_<module>.py) join the shared selection of the targets they name.
 KILL_FILES = {"planners": ["tests/test_kills_planners.py", "tests/test_kills_dual_fit.py",
-                           "tests/test_kills_dual_solvers.py"],
-              "world_truth": ["tests/test_kills_world.py"],
+                           "tests/test_kills_dual_solvers.py", "tests/test_kills_dual_repair.py"],
+              "world_truth": ["tests/test_kills_world.py", "tests/test_kills_world_truth.py"],
               "tracker": ["tests/test_kills_misc.py"], "statistics": ["tests/test_kills_misc.py"],
               "ctr": ["tests/test_kills_misc.py"], "ranking": ["tests/test_kills_misc.py"],
               "evaluate": ["tests/test_kills_evaluate.py"], "splits": ["tests/test_kills_splits.py"]}

@@ -12,7 +12,8 @@ from scipy.special import expit
 
 from harness.errors import ConfigError, DataError
 from harness.matching import NEG, FactorScores, PlanningScores
-from plugins.planners.dual import TOL_COUNT, Dual, _logit, _root, register_planners, solve_columns, solve_rows
+from plugins.planners.dual import TOL_COUNT, Dual, _logit, register_planners, solve_columns, solve_rows
+from plugins.planners.roots import bracketed_root as _root
 
 
 def dense(S):
@@ -240,12 +241,12 @@ def test_dual_defaults_are_the_declared_ones():
     spec = _spec()
     declared = {p.name: p.default for p in spec.params}
     assert set(declared) == {"alpha", "beta", "beta_max", "mode", "epochs", "epsilon_min", "gamma", "batch_size",
-                             "steps", "iters", "repair"}
+                             "steps", "iters", "repair", "candidates"}
     bare = Dual()
     explicit = spec.factory(**declared)
     assert vars(bare) == vars(explicit)
     assert bare.mode == "offline" and not bare.online and bare.v is None
-    assert (bare.epochs, bare.iters, bare.steps, bare.epsilon_min) == (100, 50, 1, 1e-10)
+    assert (bare.epochs, bare.iters, bare.steps, bare.epsilon_min, bare.candidates) == (100, 50, 1, 1e-10, None)
     assert (bare.constraints.alpha, bare.constraints.beta, bare.constraints.beta_max) == (0.01, 0.0, None)
 
 

@@ -62,10 +62,11 @@ from harness.plugin import (
     hookimpl,
     topk_assignment,
 )
+from plugins.planners.dual_candidates import default_candidates, fit_dual_pruned
+from plugins.planners.roots import MARGIN, TOL_COUNT, bracketed_root
 
-MARGIN = 1e-3
-TOL_COUNT = 1e-3
-"""A root is accepted when the expected count it gives is within this of its target count."""
+DENSE_PAIRS = 25_000_000
+"""Above this many (state, item) pairs, `candidates: null` plans on candidate pairs (dual_candidates.py)."""
 
 
 def _logit(p: float) -> float:
@@ -78,25 +79,6 @@ def _lower_logit(target: float, n: int, n_valid: torch.Tensor) -> torch.Tensor:
     Capped below 1 where the valid entries cannot reach the target at all (no root: the solver returns the end)."""
     share = (target * n / n_valid.clamp_min(1).double()).clamp(max=1 - 1e-6)
     return torch.logit(share).float()
-
-
-def _root(evaluate, lo: torch.Tensor, hi: torch.Tensor, iters: int, tol: torch.Tensor | float,
-          x0: torch.Tensor | None = None) -> torch.Tensor:
-    """Vectorised root of decreasing f on [lo, hi] (f(lo) >= 0 >= f(hi) unless the root lies outside,
-    in which case the nearer end is returned). evaluate(x) -> (f, df/dx). `x0`: a warm start (the previous
-    epoch's root); annealing moves the roots little, so most rows are done at the first evaluation."""
-    x = (lo + hi) / 2 if x0 is None else torch.minimum(torch.maximum(x0, lo), hi)
-    for _ in range(iters):
-        f, df = evaluate(x)
-        done = f.abs() <= tol
-        if bool(done.all()):
-            break
-        lo = torch.where(f > 0, x, lo)
-        hi = torch.where(f < 0, x, hi)
-        newton = x - f / df
-        ok = torch.isfinite(newton) & (newton > lo) & (newton < hi)
-        x = torch.where(done, x, torch.where(ok, newton, (lo + hi) / 2))
-    return x
 
 
 def solve_rows(w: torch.Tensor, target: float, eps: float, iters: int, x0: torch.Tensor | None = None) -> torch.Tensor:
@@ -114,7 +96,7 @@ def solve_rows(w: torch.Tensor, target: float, eps: float, iters: int, x0: torch
         df = -(z - z * z).mean(1) / eps
         return f, df
 
-    return _root(evaluate, lo, hi, iters, TOL_COUNT / n_cols, x0)
+    return bracketed_root(evaluate, lo, hi, iters, TOL_COUNT / n_cols, x0)
 
 
 def solve_columns(blocks, n_cols: int, n_rows: int, target: float, eps: float, iters: int,
@@ -143,7 +125,7 @@ def solve_columns(blocks, n_cols: int, n_rows: int, target: float, eps: float, i
             d += (z - z * z).sum(0, dtype=torch.float64)
         return (s / n_rows - target).float(), (-d / (n_rows * eps)).float()
 
-    return _root(evaluate, lo, hi, iters, TOL_COUNT / n_rows, x0)
+    return bracketed_root(evaluate, lo, hi, iters, TOL_COUNT / n_rows, x0)
 
 
 def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None, epochs: int = 100,
@@ -302,20 +284,47 @@ def repair_minimum(scores: PlanningScores, assignment: sp.csr_matrix, k: int, c_
 class Dual(Planner):
     def __init__(self, alpha: float = 0.01, beta: float = 0.0, beta_max: float | None = None, mode: str = "offline",
                  epochs: int = 100, epsilon_min: float = 1e-10, gamma: float | None = None,
-                 batch_size: int | None = None, iters: int = 50, steps: int = 1, repair: bool = True):
+                 batch_size: int | None = None, iters: int = 50, steps: int = 1, repair: bool = True,
+                 candidates: int | str | None = None):
         self.constraints = Constraints(float(alpha), float(beta), None if beta_max is None else float(beta_max))
         self.constraints.validate(f"planner 'dual' (mode {mode})")
         self.online = mode == "online"
         self.mode, self.epochs, self.epsilon_min = mode, int(epochs), float(epsilon_min)
         self.gamma, self.batch_size, self.iters, self.steps = gamma, batch_size, int(iters), int(steps)
         self.repair = bool(repair)
+        if candidates not in (None, "all") and not (
+                isinstance(candidates, int) and not isinstance(candidates, bool) and candidates >= 1):
+            raise ConfigError(f"planner 'dual': candidates={candidates!r} must be a number of items per state, "
+                              "'all' (the dense planner) or null (dense up to 25 million pairs, else 2K)")
+        if isinstance(candidates, int) and batch_size is not None:
+            raise ConfigError("planner 'dual': candidates and batch_size cannot be combined (the planner on "
+                              "candidate pairs is full-batch); drop batch_size or set candidates: all")
+        self.candidates = candidates
         self.v: torch.Tensor | None = None
+
+    def candidates_for(self, scores: PlanningScores, k: int) -> int | None:
+        """M, the candidate items per state, or None for the dense planner."""
+        if self.candidates == "all" or k >= scores.n_items:
+            return None
+        if self.candidates is None:
+            if self.batch_size is not None or scores.n_states * scores.n_items <= DENSE_PAIRS:
+                return None
+            return default_candidates(k, scores.n_items)
+        if self.candidates <= k:
+            raise ConfigError(f"planner 'dual': candidates={self.candidates} must exceed the user capacity "
+                              f"K = {k} (each state needs room above its K-th item); raise it or set it to null")
+        return None if self.candidates >= scores.n_items else int(self.candidates)
 
     def fit(self, scores: PlanningScores) -> dict:
         c = self.constraints
         k, _, _ = c.check(scores.n_states, scores.n_items, f"planner 'dual' (mode {self.mode})")
-        self.v, info = fit_dual(scores, k, c.beta, c.beta_max, self.epochs, self.epsilon_min, self.gamma,
-                                self.batch_size, self.iters, self.steps)
+        m = self.candidates_for(scores, k)
+        if m is None:
+            self.v, info = fit_dual(scores, k, c.beta, c.beta_max, self.epochs, self.epsilon_min, self.gamma,
+                                    self.batch_size, self.iters, self.steps)
+        else:
+            self.v, info = fit_dual_pruned(scores, k, c.beta, c.beta_max, self.epochs, self.epsilon_min,
+                                           self.iters, self.steps, m)
         self.scale = scores.scale
         return info
 
@@ -362,6 +371,9 @@ def register_planners(register):
             Param("steps", "int", 1, "u/v alternations per batch per epoch (1: Algorithm 1 as published)", low=1),
             Param("iters", "int", 50, "root-finding iterations per u- and v-step (bisection, Newton-accelerated)",
                   low=1),
+            Param("candidates", "any", None, "items per state the dual works on (the top-M of lambda - v, refreshed "
+                  "with a certificate that no pruned pair could enter the plan; dual_candidates.py): a number > K, "
+                  "'all' for the dense planner, or null (dense up to 25 million pairs, else 2K)", nullable=True),
             Param("repair", "bool", True, "after rounding, swap every item below ceil(beta·|X|) into the states that "
                   "lose least by it (never an excluded pair, above beta_max or below another item's minimum; every "
                   "state keeps its number of items); warn when some item still cannot reach it"),

@@ -1,0 +1,216 @@
+"""The Dual planner on candidate pairs (issue 14): Algorithm 1 restricted to the pairs that can enter the plan, with a
+certificate that no pruned pair could.
+
+At 10^5 states x 2·10^4 items the dense planner evaluates 2·10^9 sigmoids per root-finding iteration. At the end of
+the annealing (eps -> 0) only the pairs with lambda_xy - u_x - v_y > 0 carry plan mass, and each state takes about K
+items, so Algorithm 1 is run on a sparse set of candidate pairs, kept as flat (state, item, lambda) arrays:
+- per state, its top-M items of lambda - v (M defaults to 2K): the pairs its u-step and the plan can use;
+- per item, its top-T states of lambda - u (T = 2·ceil(beta·|X|) + 8): the states an item below its minimum exposure
+  is pushed into, so its v-step root (the beta-quantile of lambda - u over the states) is found among them.
+Pairs outside both sets count 0 in every sum: the restricted problem. Its solution is the full problem's when every
+pruned pair has lambda - u - v < 0 (the LP's reduced costs: then (u, v) is dual-feasible for the full LP and the
+pruned pairs carry no plan mass). The set records, at its last refresh, the largest pruned value per state
+(lambda - v_ref) and per item (lambda - u_ref); with the current roots the pruned values are bounded by
+    state x: row_bound_x + max_y (v_ref_y - v_y) - u_x,      item y: col_bound_y + max_x (u_ref_x - u_x) - v_y,
+and a pair is certified when either bound is below 0 (its sigmoid below sigmoid(bound / eps), counted in
+`pruned_mass`). Whenever some state's and some item's bounds are both >= 0 after an epoch, the set is rebuilt from the
+current v and u in one pass over the score blocks (`refreshes`); after the last epoch the planner keeps rebuilding
+and repeating the final epoch until the certificate holds (`extra_epochs`, at most `max_extra`). While eps is large
+the restricted problem's entropic solution differs from the dense one (the pruned pairs would carry mass); its
+eps -> 0 limit is the same LP, which is what the certificate checks.
+
+The plan itself is the dense one given v: every state's top-K of lambda - v over all items (`topk_assignment`).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from harness.plugin import NEG, PlanningScores
+from plugins.planners.roots import MARGIN, TOL_COUNT, bracketed_root
+
+SETTLE = 30
+"""Alternations allowed at one eps after the candidate set changed (until v moves less than SETTLE_TOL·eps)."""
+SETTLE_TOL = 1e-3
+
+
+def solve_segments(w: torch.Tensor, seg: torch.Tensor, n: torch.Tensor, count: float, eps: float, iters: int,
+                   x0: torch.Tensor | None = None) -> torch.Tensor:
+    """Per segment s (the entries e with seg[e] = s; n[s] of them), the x_s with sum_e sigmoid((w_e - x_s) / eps)
+    = count. With at most `count` entries there is no root and the bracket's lower end is returned; an empty
+    segment gets 0."""
+    n_seg = len(n)
+    hi = torch.full((n_seg,), -math.inf, device=w.device).scatter_reduce_(0, seg, w, "amax")
+    lo = torch.full((n_seg,), math.inf, device=w.device).scatter_reduce_(0, seg, w, "amin")
+    # at x = max w - logit(count/n)·eps every entry's sigmoid is <= count/n, so the sum is <= count (and >= at min)
+    share = torch.logit((count / n.clamp_min(1).double()).clamp(1e-6, 1 - 1e-6)).float()
+    empty = n == 0
+    hi = torch.where(empty, 0.0, hi - share * eps + MARGIN)
+    lo = torch.where(empty, 0.0, lo - share * eps - MARGIN)
+
+    def evaluate(x):
+        z = (w - x[seg]).div_(eps).sigmoid_()
+        s = torch.zeros(n_seg, device=w.device).index_add_(0, seg, z)
+        d = torch.zeros(n_seg, device=w.device).index_add_(0, seg, z.sub_(z * z))
+        f = torch.where(empty, 0.0, s - count)
+        return f, -d / eps
+
+    return bracketed_root(evaluate, lo, hi, iters, TOL_COUNT, x0)
+
+
+class CandidateSet:
+    """The candidate pairs (flat `rows`, `cols`, `lam`, ordered by state) and the bounds on the pruned ones."""
+
+    def __init__(self, scores: PlanningScores, v: torch.Tensor, u: torch.Tensor | None, m: int, t: int, k: int):
+        """One pass over the score blocks: each state's top-m of lambda - v, each item's top-t states of lambda - u
+        (u: None -> each state's K-th largest lambda - v, floored at 0: the eps -> 0 root given v)."""
+        n_x, n_y, dev = scores.n_states, scores.n_items, scores.device
+        m, t = min(m, n_y), min(t, n_x)
+        rows, cols, lams, row_bound, kth = [], [], [], [], []
+        col_val = col_row = None
+        for block_rows, lam in scores.blocks():
+            idx = torch.as_tensor(block_rows, device=dev)
+            w = lam - v[None, :]
+            top = torch.topk(w, min(m + 1, n_y), dim=1)
+            keep = top.indices[:, :m].sort(dim=1).values
+            kth.append(top.values[:, min(k, n_y) - 1])
+            row_bound.append(top.values[:, m] if m < n_y else torch.full((len(idx),), -math.inf, device=dev))
+            lam_keep = lam.gather(1, keep)
+            ok = lam_keep > NEG / 2
+            rows.append(idx[:, None].expand_as(keep)[ok])
+            cols.append(keep[ok])
+            lams.append(lam_keep[ok])
+            u_blk = (kth[-1].clamp_min(0.0) if u is None else u[idx])
+            c = lam.sub_(u_blk[:, None])  # lambda - u: the item's side
+            ct = torch.topk(c, min(t + 1, len(idx)), dim=0)
+            val, who = ct.values, idx[ct.indices]
+            if col_val is not None:
+                val, who = torch.cat([col_val, val]), torch.cat([col_row, who])
+                pick = torch.topk(val, min(t + 1, len(val)), dim=0).indices
+                val, who = val.gather(0, pick), who.gather(0, pick)
+            col_val, col_row = val, who
+        self.u_ref = torch.cat(kth).clamp_min(0.0) if u is None else u.clone()
+        self.v_ref = v.clone()
+        self.row_bound = torch.cat(row_bound)
+        self.col_bound = col_val[t] if t < n_x else torch.full((n_y,), -math.inf, device=dev)
+        r, c, lam_r = torch.cat(rows), torch.cat(cols), torch.cat(lams)
+        # the items' candidates that are not already a state's: membership by the sorted keys state·|Y| + item
+        cr = col_row[:t].reshape(-1)
+        cc = torch.arange(n_y, device=dev).repeat(t)
+        c_lam = (col_val[:t] + self.u_ref[col_row[:t]]).reshape(-1)
+        keys = r * n_y + c
+        ck = cr * n_y + cc
+        pos = torch.searchsorted(keys, ck).clamp_max(max(len(keys) - 1, 0))
+        new = (c_lam > NEG / 2) & ((keys[pos] != ck) if len(keys) else torch.ones_like(ck, dtype=torch.bool))
+        allk = torch.cat([keys, ck[new]])
+        order = torch.argsort(allk)
+        self.rows = torch.cat([r, cr[new]])[order]
+        self.cols = torch.cat([c, cc[new]])[order]
+        self.lam = torch.cat([lam_r, c_lam[new]])[order]
+        self.n_row = torch.bincount(self.rows, minlength=n_x)
+        self.n_col = torch.bincount(self.cols, minlength=n_y)
+
+    def uncertified(self, u: torch.Tensor, v: torch.Tensor) -> tuple[int, float]:
+        """States with a pruned pair that might have lambda - u - v >= 0 now, and the largest such bound.
+
+        A pruned pair (x, y) is below both its state's and its item's largest pruned value at the last refresh, so
+            lambda_xy - u_x - v_y <= min(row_bound_x - u_x + (v_ref_y - v_y), col_bound_y - v_y + (u_ref_x - u_x)).
+        For state x the pairs that fail the first bound are the items whose v fell by at least
+        a_x = u_x - row_bound_x; among those, the largest col_bound_y - v_y (a prefix maximum over the items sorted
+        by their fall) must stay below u_x - u_ref_x."""
+        fall = self.v_ref - v
+        order = torch.argsort(fall, descending=True)
+        prefix = torch.cummax((self.col_bound - v)[order], 0).values
+        a = u - self.row_bound
+        n_fail = torch.searchsorted(-fall[order].contiguous(), -a.contiguous(), right=True)  # items with fall >= a
+        worst = torch.where(n_fail > 0, prefix[(n_fail - 1).clamp_min(0)], -math.inf)
+        bound = torch.minimum(worst + (self.u_ref - u), self.row_bound - u + fall.max())
+        bad = bound >= 0
+        return int(bad.sum()), float(bound.max()) if len(bound) else -math.inf
+
+
+def v_low(roots: list[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
+    """The v the items' sums were solved against: the smaller of the lower and upper roots (v when none)."""
+    return torch.stack(roots).min(0).values if roots else v
+
+
+def fit_dual_pruned(scores: PlanningScores, k: int, beta: float, beta_max: float | None, epochs: int,
+                    epsilon_min: float, iters: int, steps: int, candidates: int, max_extra: int = 20
+                    ) -> tuple[torch.Tensor, dict]:
+    """Algorithm 1 (full batch) on a CandidateSet: the item dual variables v and a summary."""
+    n_x, n_y, dev = scores.n_states, scores.n_items, scores.device
+    gen = torch.Generator().manual_seed(int(scores.seed) % 2**63)
+    lower, upper = beta > 0, beta_max is not None and beta_max < 1
+    info = {"epochs": 0, "n_batches": 1, "epsilon": None}
+    if not (lower or upper):
+        return torch.zeros(n_y, device=dev), info
+    r = torch.rand(n_y, generator=gen)
+    v = (-r if not upper else r if not lower else 2 * r - 1).to(dev)  # as the dense planner starts
+    t_count = column_candidates(beta, n_x)
+    t0 = time.time()
+    cand = CandidateSet(scores, v, None, candidates, t_count, k)
+    u = cand.u_ref.clone()
+    u_root = v_lo = v_hi = None
+    refreshes = extra = 0
+    count = float(k) if k < n_y else None
+    schedule = [epsilon_min ** (e / epochs) for e in range(1, epochs + 1)]
+    e, settle = 0, SETTLE
+    while True:
+        eps = schedule[min(e, epochs - 1)]
+        for step in range(max(steps, settle)):
+            if count is not None:
+                u_root = solve_segments(cand.lam - v[cand.cols], cand.rows, cand.n_row, count, eps, iters, u_root)
+                u = u_root.clamp_min(0.0)
+            else:
+                u_root = u = torch.zeros(n_x, device=dev)
+            w = cand.lam - u[cand.rows]
+            v_new, roots = torch.zeros(n_y, device=dev), []
+            if lower:
+                if beta < 1:
+                    v_lo = solve_segments(w, cand.cols, cand.n_col, beta * n_x, eps, iters, v_lo)
+                    v_new += v_lo.clamp_max(0.0)
+                    roots.append(v_lo)
+                else:
+                    v_new += torch.full((n_y,), -1e9, device=dev)
+            if upper:
+                v_hi = solve_segments(w, cand.cols, cand.n_col, beta_max * n_x, eps, iters, v_hi)
+                v_new += v_hi.clamp_min(0.0)
+                roots.append(v_hi)
+            moved = float((v_new - v).abs().max())
+            v = v_new
+            del w
+            if step + 1 >= steps and moved <= SETTLE_TOL * eps:
+                break
+        settle = 0
+        e += 1
+        n_bad, worst = cand.uncertified(u_root, v_low(roots, v))
+        certified = n_bad == 0
+        if e >= epochs and (certified or extra >= max_extra):
+            break
+        if not certified:  # some pruned pair might carry plan mass: rebuild the set around the current u, v
+            cand = CandidateSet(scores, v, u, candidates, t_count, k)
+            refreshes += 1
+            u_root = v_lo = v_hi = None
+            settle = SETTLE  # the new set's problem differs: alternate at this eps until v settles
+        if e >= epochs:
+            extra += 1  # repeat the final epoch on the rebuilt set
+    mass = n_x * n_y * float(torch.sigmoid(torch.tensor(worst / eps)))
+    info.update({"epochs": epochs, "gamma": 1.0, "epsilon": eps, "fit_s": time.time() - t0,
+                 "candidates": min(candidates, n_y), "candidate_pairs": int(len(cand.lam)),
+                 "candidate_share": len(cand.lam) / (n_x * n_y), "refreshes": refreshes, "extra_epochs": extra,
+                 "certified": int(certified), "pruned_mass": mass,
+                 "v_min": float(v.min()), "v_max": float(v.max()), "v_mean": float(v.mean())})
+    return v, info
+
+
+def column_candidates(beta: float, n_states: int) -> int:
+    """T = 2·ceil(beta·|X|) + 8: room beyond an item's minimum exposure among its best states."""
+    return min(n_states, 2 * math.ceil(beta * n_states - 1e-9) + 8)
+
+
+def default_candidates(k: int, n_items: int) -> int:
+    """M = 2K (at least K + 16): enough room above each state's K-th item for the duals to move between refreshes."""
+    return int(min(n_items, max(2 * k, k + 16)))
+
