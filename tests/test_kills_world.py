@@ -6,14 +6,18 @@ transition matrices). These pin the public results that the bounded-memory rewri
 the WorldTruth survivors listed in reports/quality.md (mutant names in the comments).
 """
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
 from scipy.linalg import expm
 from scipy.special import log_softmax, softmax
+from scipy.stats import kstest
 
 from harness.splits import UserStates
+from plugins.datasets import world
 from plugins.datasets.synthetic import WorldTruth
+from plugins.datasets.world import MarkSampler, _draw, _row_search, event_contexts, hawkes_times, sample_marks
 
 FLOOR = 1e-300
 
@@ -363,3 +367,254 @@ def test_click_probability_reads_the_stored_law_and_says_when_there_is_none():
     assert np.isnan(tr.click_probability(3))
     empty = tr.click_probability([])                            # no exposures: an empty answer, not an error
     assert empty.shape == (0,) and empty.dtype == np.float64
+
+
+# ================================================================ plugins/datasets/world.py (issue 13)
+# The simulation core and the mark sampler against independent references: np.searchsorted per row for the
+# row-wise search and the two-level inverse CDF (exact on integer weights, fixed uniforms), the stated logits for the
+# sampler's weights, the Exp(β) law of carried children, a plain loop for the event contexts, and the memory bound
+# the module states (BLOCK_CELLS float32 cells held at once, in a reused buffer).
+
+# kills _row_search__mutmut_11/31 (an all-zero row divides by None), _15/_36 (an all-zero row divides by zero: NaN
+# in the shifted array, a floating-point error for the target), _25 (side left: a target equal to a cumulated value
+# takes that column), _43 (a negative target below a later row gives a negative column), _44/_52 (a target beyond
+# the row's total leaves the row)
+def test_row_search_is_searchsorted_right_per_row_clipped_to_the_row():
+    cum = np.array([[1.0, 3.0, 3.0, 6.0],      # target on a cumulated value (3): the first column beyond it
+                    [0.0, 0.0, 0.0, 0.0],      # an all-zero row: no column exceeds 0, the last column
+                    [1.0, 2.0, 3.0, 4.0],      # a target beyond the total: the last column
+                    [2.0, 4.0, 6.0, 8.0],      # a negative target: column 0
+                    [0.5, 1.0, 1.5, 2.0],
+                    [1.0, 1.0, 2.0, 2.0],      # ties at the target: past all of them
+                    [0.0, 0.0, 5.0, 5.0]])     # a zero target skips the leading zeros
+    target = np.array([3.0, 0.0, 10.0, -1.0, 0.75, 1.0, 0.0])
+    want = [min(int(np.searchsorted(cum[r], target[r], side="right")), 3) for r in range(len(cum))]
+    assert want == [3, 3, 3, 0, 1, 2, 2]
+    with np.errstate(all="raise"):                          # the all-zero row divides by nothing
+        np.testing.assert_array_equal(_row_search(cum, target), want)
+
+
+def _integer_weights():
+    """Rows of 3 groups of 4 integer weights (exact in float32 and in any order of summation), zeros included: a
+    leading zero, an all-zero group, a zero last slot (as the sampler's padding)."""
+    base = np.array([0, 3, 1, 4, 0, 0, 0, 0, 8, 2, 14, 0], dtype=np.float32)      # total 32
+    perm = np.random.default_rng(7).permutation(12)
+    return base, base[perm]
+
+
+# kills _draw__mutmut_11 and _13.._19 (the groups' sums not computed when not given: None, wrong arguments) and
+# _row_search__mutmut_25 through the draw (u = 0 or a cumulated boundary would pick a zero-weight item)
+@pytest.mark.parametrize("give_mass", [False, True])
+def test_draw_is_the_exact_inverse_cdf_on_integer_weights(give_mass):
+    base, other = _integer_weights()
+    k = np.arange(64)
+    u = k / 64.0                                # targets u·32 = k/2: every cumulated value hit exactly, and between
+    w = np.stack([base if r % 2 == 0 else other for r in range(64)])
+    mass = w.reshape(64, 3, 4).sum(2, dtype=np.float64) if give_mass else None
+    got = _draw(w, u, 3, 4, mass)
+    want = [int(np.searchsorted(np.cumsum(w[r], dtype=np.float64), u[r] * 32.0, side="right")) for r in range(64)]
+    np.testing.assert_array_equal(got, want)
+    assert (w[np.arange(64), got] > 0).all()    # never a zero-weight item
+    assert got[0] == 1                          # u = 0: the first item with positive weight
+
+
+# kills _draw__mutmut_43/45 (the within-group cumulation in float32: 2^24 + 1 rounds back to 2^24, the unit weights
+# after a 2^24 weight vanish and the draw falls on the group's last item)
+def test_draw_within_a_group_accumulates_in_double_precision():
+    w = np.array([[2.0 ** 24, 1, 1, 1, 1, 1, 1, 1]] * 3, dtype=np.float32)
+    mass = w.reshape(3, 2, 4).sum(2, dtype=np.float64)                 # the groups' exact sums, given
+    total = 2.0 ** 24 + 7
+    u = np.array([2.0 ** 24 + 0.5, 2.0 ** 24 + 1.5, 2.0 ** 24 + 2.5]) / total
+    got = _draw(w, u, 2, 4, mass)
+    want = [int(np.searchsorted(np.cumsum(w[r], dtype=np.float64), u[r] * total, side="right")) for r in range(3)]
+    assert want == [1, 2, 3]
+    np.testing.assert_array_equal(got, want)
+
+
+def _ceil_sqrt(n):
+    s = 1
+    while s * s < n:
+        s += 1
+    return s
+
+
+# kills MarkSampler.__init__ mutmut_9 (2 items per group for a single item), _10/_12/_14 (group sizes other than
+# ⌈√n⌉, as the module states)
+def test_sampler_groups_are_ceil_sqrt_items_and_padding_weighs_nothing():
+    for n in (1, 2, 3, 4, 5, 8, 9, 10, 15, 16, 17, 24, 25, 26, 37, 48, 49, 50, 99, 100, 101):
+        tr = _world(n_users=2, n_items=n, seed=n)
+        s = MarkSampler(tr)
+        assert s.size == _ceil_sqrt(n), n
+        assert s.groups == -(-n // s.size) and 0 <= s.groups * s.size - n < s.size, n
+        w = s.weights(np.array([0, 1]), np.array([-1, n - 1]))
+        assert w.shape == (2, s.groups * s.size)
+        assert (w[:, n:] == 0).all() and (w[:, :n] > 0).all(), n
+
+
+# kills MarkSampler.weights mutmut_34 (z + max: overflow), _35/_37 (the maximum over all rows, not each row's)
+def test_sampler_weights_are_the_stated_softmax_numerators_scaled_by_each_row_maximum():
+    tr = _world(n_users=3, n_items=7, dim=3, seed=3, taste_scale=25.0)     # row maxima tens apart
+    users, last = np.array([0, 1, 2, 0]), np.array([-1, 3, -1, 6])
+    w = MarkSampler(tr).weights(users, last)
+    z = np.stack([_logits(tr, int(u), None if lt < 0 else int(lt)) for u, lt in zip(users, last, strict=True)])
+    assert np.ptp(z.max(1)) > 20
+    want = np.exp(z - z.max(1, keepdims=True))
+    assert np.isfinite(w).all()
+    np.testing.assert_allclose(w[:, :7], want, rtol=2e-4, atol=1e-30)
+    np.testing.assert_array_equal(w.max(1), 1.0)
+
+
+class _TopUniform:
+    """An rng whose every uniform is the largest double below 1 (one np.random.Generator.random can return)."""
+
+    def random(self, n):
+        return np.full(n, np.nextafter(1.0, 0.0))
+
+
+# kills MarkSampler.draw mutmut_54 (padding slots clamped to n_items + 1). The last group holds items 35, 36 and 5
+# padding slots; w_35 = 1 and w_36 = 0.6·2^-23, so the group's float32 sum rounds up to 1 + 2^-23, above its
+# float64 cumulation: a uniform at the top of [0, 1) runs past the real items into the padding, which must come
+# back as the last item (the one with positive weight), never an index past the catalogue.
+def test_a_uniform_at_the_top_of_the_unit_interval_draws_the_last_item():
+    b = np.full(37, -200.0)
+    b[35], b[36] = 0.0, math.log(0.6 * 2.0 ** -23)
+    tr = WorldTruth(theta=np.zeros((1, 1)), phi=np.zeros((37, 1)), b=b, mu=np.ones(1), alpha=np.zeros(1), beta=1.0,
+                    gamma=0.0, taste_scale=1.0, days=1.0)
+    s = MarkSampler(tr)
+    assert (s.size, s.groups) == (7, 6)
+    np.testing.assert_array_equal(s.draw(_TopUniform(), np.zeros(3, np.int64), np.full(3, -1)), [36, 36, 36])
+
+
+# kills MarkSampler.__init__ mutmut_58 (two rows a block when one row alone exceeds the budget) and _60 (the budget
+# divided by groups/size: 2^16 rows of any catalogue); blocks change no draw
+def test_blocks_hold_at_most_the_cell_budget_and_do_not_change_the_draws(monkeypatch):
+    tr = _world(n_users=3, n_items=37, seed=2)
+    users, last = np.tile([0, 1, 2], 30), np.tile([-1, 5, 36], 30)
+    whole_mass, small_mass = np.zeros(37), np.zeros(37)
+    whole = MarkSampler(tr).draw(np.random.default_rng(3), users, last, whole_mass)
+    for budget in (10, 100):                                # one row (42 cells) exceeds 10; 100 holds two rows
+        monkeypatch.setattr(world, "BLOCK_CELLS", budget)
+        s = MarkSampler(tr)
+        assert s.rows == max(1, budget // 42) and s.buf.shape == (s.rows, 42)
+        small_mass[:] = 0.0
+        np.testing.assert_array_equal(s.draw(np.random.default_rng(3), users, last, small_mass), whole)
+        np.testing.assert_allclose(small_mass, whole_mass, rtol=1e-5)
+    monkeypatch.undo()
+    big = MarkSampler(_world(n_users=2, n_items=1000, seed=1))   # 32 groups of 32: 4096 rows in 2^22 cells
+    assert big.buf.size <= world.BLOCK_CELLS < big.buf.size + 1024
+
+
+# kills MarkSampler.__init__ mutmut_60/66/68 (a buffer past 16 MiB), MarkSampler.weights mutmut_29/32/42/44 (a
+# fresh block instead of the reused buffer), _3/_5 (q in float64), MarkSampler.__init__ mutmut_26/33/36/38/41/44
+# (item factors in float64), _group_mass__mutmut_13/15 and MarkSampler.draw mutmut_33 (a float64 operand upcasts
+# the whole block): the module holds BLOCK_CELLS float32 weights (16 MiB) at once and no users × items array besides
+def test_a_full_block_draw_holds_one_float32_block_of_weights():
+    tr = _world(n_users=5, n_items=1024, seed=4)            # no padding: w[:, :n_items] is the buffer itself
+    block = 4 * world.BLOCK_CELLS
+    tracemalloc.start()
+    try:
+        s = MarkSampler(tr)
+        after_init = tracemalloc.get_traced_memory()[0]
+        rng = np.random.default_rng(0)
+        users, last = rng.integers(0, 5, s.rows), rng.integers(-1, 1024, s.rows)
+        mass = np.zeros(1024)
+        tracemalloc.reset_peak()
+        y = s.draw(rng, users, last, mass)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert s.rows * 1024 == world.BLOCK_CELLS and s.buf.nbytes == block
+    assert after_init < block + (1 << 20)                   # the buffer and the small factor tables
+    assert peak - after_init < block // 2                   # working memory: well under a second block
+    assert y.min() >= 0 and y.max() < 1024
+    np.testing.assert_allclose(mass.sum(), s.rows, rtol=1e-5)
+
+
+def _hawkes_mean_count(mu, alpha, beta, T):
+    """E[N[0, T)] of a Hawkes process started empty, from X' = -β(1-α)X + αβμ, N' = μ + X, X(0) = 0."""
+    k = beta * (1 - alpha)
+    return mu * T + alpha * mu / (1 - alpha) * (T - (1 - math.exp(-k * T)) / k)
+
+
+# kills hawkes_times__mutmut_1 (the default churn_factor doubles the background after churn_day)
+def test_hawkes_counts_with_a_churn_day_and_the_default_factor_match_the_unchurned_mean():
+    n, mu, alpha, beta, T = 3000, 1.0, 0.5, 2.0, 10.0
+    rep, t = hawkes_times(np.random.default_rng(11), np.full(n, mu), np.full(n, alpha), beta, np.zeros(n),
+                          np.full(n, T), np.zeros(n), churn_day=4.0)
+    assert ((t >= 0) & (t < T)).all()
+    counts = np.bincount(rep, minlength=n)
+    z = (counts.mean() - _hawkes_mean_count(mu, alpha, beta, T)) / math.sqrt(counts.var(ddof=1) / n)
+    assert abs(z) < 5, z
+
+
+# kills hawkes_times__mutmut_29 (carried children at start + Exp(mean β) instead of Exp(rate β))
+def test_carried_children_come_at_exponential_offsets_of_rate_beta():
+    n, beta = 4000, 4.0
+    rep, t = hawkes_times(np.random.default_rng(12), np.zeros(n), np.zeros(n), beta, np.full(n, 3.0),
+                          np.full(n, 1e9), np.full(n, 1.0))
+    assert abs(len(t) - n) < 5 * math.sqrt(n)                # Poisson(1) carried children per replica
+    assert kstest(t - 3.0, "expon", args=(0.0, 1.0 / beta)).pvalue > 1e-4
+
+
+# kills _immigrants__mutmut_27 (no clip at 0: a reversed window asks for Poisson(negative) immigrants)
+def test_a_reversed_window_holds_no_events():
+    rep, t = hawkes_times(np.random.default_rng(13), np.array([5.0, 5.0]), np.array([0.5, 0.5]), 1.0,
+                          np.array([0.0, 5.0]), np.array([3.0, 2.0]), np.array([2.0, 2.0]))
+    assert len(rep) > 0 and (rep == 0).all() and (t < 3.0).all()
+
+
+# kills hawkes_times__mutmut_32/57 (`t <= end` for carried children / children). A window one ulp wide, offsets
+# around one ulp (β = 1e16): start + offset rounds to start, to end, or past it; the window [start, end) is half-open.
+def test_events_stay_inside_the_half_open_window_at_the_precision_limit():
+    n = 300
+    start = np.full(n, np.nextafter(1.0, 0.0))
+    rep, t = hawkes_times(np.random.default_rng(14), np.zeros(n), np.full(n, 0.9), 1e16, start, np.ones(n),
+                          np.full(n, 5.0))
+    assert len(t) > n                                        # carried children at start and their children
+    assert (t == start[rep]).all()                           # the only time inside [start, end)
+
+
+# kills sample_marks__mutmut_38 (counts.max(initial=None) fails with no replicas)
+def test_sample_marks_without_replicas_draws_nothing():
+    tr = _world()
+    mass = np.zeros(tr.n_items)
+    none = np.zeros(0, np.int64)
+    order, items = sample_marks(np.random.default_rng(0), tr, none, np.zeros(0), none, none, item_mass=mass)
+    assert len(order) == 0 and len(items) == 0 and not mass.any()
+
+
+# kills sample_marks__mutmut_50/52 (rep_last kept in its own dtype: float item ids index the drift table) and
+# _57/_59 (rep_user likewise); the marks alternate along each replica's time order, as the drift commands
+def test_sample_marks_follow_each_replica_s_time_order_and_accept_float_ids():
+    tr = _alternating_world()                                # two items, the next mark is surely the other one
+    rng = np.random.default_rng(15)
+    rep = rng.integers(0, 6, 80)
+    t = rng.permutation(80).astype(np.float64)               # distinct times, in no order
+    rep_user, rep_last = np.zeros(6, np.int64), np.array([-1, 0, 1, -1, 1, 0])
+    order, items = sample_marks(np.random.default_rng(1), tr, rep, t, rep_user, rep_last)
+    np.testing.assert_array_equal(order, np.lexsort((t, rep)))
+    for r in range(6):
+        y = items[rep[order] == r]
+        assert len(y) > 3
+        assert (y[1:] != y[:-1]).all(), r                    # alternating along time
+        if rep_last[r] >= 0:
+            assert y[0] != rep_last[r]
+    again = sample_marks(np.random.default_rng(1), tr, rep, t, rep_user.astype(np.float64),
+                         rep_last.astype(np.float64))
+    np.testing.assert_array_equal(again[0], order)
+    np.testing.assert_array_equal(again[1], items)
+
+
+# kills event_contexts__mutmut_29 (float keys: the users and last items come back as floats, unusable as indices)
+def test_event_contexts_match_a_plain_loop_and_are_integer_ids():
+    rng = np.random.default_rng(16)
+    user = np.sort(rng.integers(0, 7, 120)).astype(np.int32)
+    item = rng.integers(0, 4, 120)
+    want = {}
+    for e in range(len(user)):
+        prev = int(item[e - 1]) if e > 0 and user[e - 1] == user[e] else -1
+        want[(int(user[e]), prev)] = want.get((int(user[e]), prev), 0) + 1
+    cu, cl, cc = event_contexts(user, item, n_items=4)
+    assert cu.dtype.kind == "i" and cl.dtype.kind == "i" and cc.dtype == np.float64
+    assert list(zip(cu.tolist(), cl.tolist(), cc.tolist(), strict=True)) == sorted(
+        (u, p, float(c)) for (u, p), c in want.items())
