@@ -26,7 +26,8 @@ import torch
 
 from harness.matching import Constraints, FactorScores, PlanningScores, matching_metrics, topk_assignment
 from harness.model import default_device
-from plugins.planners.dual import Dual, fit_dual
+from plugins.planners.dual import fit_dual, repair_minimum
+from plugins.planners.dual_candidates import default_candidates, fit_dual_pruned
 
 
 def random_factors(n_states: int, n_items: int, d: int, device, seed: int = 0) -> FactorScores:
@@ -53,7 +54,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--candidates", default=None, help="items per state (default: the planner's, 2K), or 'all'")
     ap.add_argument("--batch-size", type=int, default=None, help="states per dual update (default: one block)")
     ap.add_argument("--budget-mib", type=float, default=512.0)
-    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--iters", type=int, default=50)
     args = ap.parse_args(argv)
 
     device = default_device()
@@ -81,13 +82,16 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         assignment = topk_assignment(scores, k, shift=v, positive_only=True)
     else:
-        planner = Dual(alpha=args.alpha, beta=args.beta, epochs=args.epochs, iters=args.iters, candidates=cand)
-        if planner.candidates_for(scores, k) is None:  # below the planner's dense threshold: ask for candidates
-            planner.candidates = int(min(args.items, 2 * k))
-        plan = planner.plan(scores)  # fit, the top-K assignment given v, the feasibility repair
-        info, assignment, v = plan.info, plan.assignment, planner.v
-        t_fit = info["fit_s"]
-        t0 += t_fit
+        m = int(cand) if cand is not None else default_candidates(k, args.items)
+        v, info = fit_dual_pruned(scores, k, args.beta, None, args.epochs, 1e-10, args.iters, 1, m, log=lambda e, eps,
+                                  v, r: print(f"  epoch {e}: eps={eps:.3g} {time.perf_counter() - t0:.1f} s, "
+                                              f"{r} refreshes, RSS {peak_rss_mib():.0f} MiB", flush=True))
+        t_fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        assignment = topk_assignment(scores, k, shift=v, positive_only=True)
+        c_min = args.beta * args.states
+        assignment, info["repair_swaps"], info["beta_unmet_items"] = repair_minimum(scores, assignment, k, c_min,
+                                                                                    args.states)
     t_assign = time.perf_counter() - t0
     m = matching_metrics(assignment, sp.csr_matrix(assignment.shape, dtype=np.float32),
                          Constraints(args.alpha, args.beta))

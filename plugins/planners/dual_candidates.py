@@ -36,13 +36,20 @@ from plugins.planners.roots import MARGIN, TOL_COUNT, bracketed_root
 SETTLE = 30
 """Alternations allowed at one eps after the candidate set changed (until v moves less than SETTLE_TOL·eps)."""
 SETTLE_TOL = 1e-3
+CHUNK = 1 << 22
+"""Candidate pairs per chunk of a root-finding evaluation (16 MiB per float32 temporary)."""
 
 
 def _sums(w: torch.Tensor, seg: torch.Tensor, x: torch.Tensor, n_seg: int, eps: float):
-    """Per segment, the sum of sigmoid((w - x_seg) / eps) and of its derivative's numerator sigma·(1 - sigma)."""
-    z = (w - x.index_select(0, seg)).div_(eps).sigmoid_()
-    s = torch.zeros(n_seg, device=w.device).index_add_(0, seg, z)
-    d = torch.zeros(n_seg, device=w.device).index_add_(0, seg, z.sub_(z * z))
+    """Per segment, the sum of sigmoid((w - x_seg) / eps) and of its derivative's numerator sigma·(1 - sigma), in
+    chunks of CHUNK entries (the temporaries stay small beside the candidate arrays)."""
+    s = torch.zeros(n_seg, device=w.device)
+    d = torch.zeros(n_seg, device=w.device)
+    for lo in range(0, len(w), CHUNK):
+        sg = seg[lo:lo + CHUNK]
+        z = (w[lo:lo + CHUNK] - x.index_select(0, sg)).div_(eps).sigmoid_()
+        s.index_add_(0, sg, z)
+        d.index_add_(0, sg, z.sub_(z * z))
     return s, d
 
 
@@ -157,9 +164,10 @@ def v_low(roots: list[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
 
 
 def fit_dual_pruned(scores: PlanningScores, k: int, beta: float, beta_max: float | None, epochs: int,
-                    epsilon_min: float, iters: int, steps: int, candidates: int, max_extra: int = 20
+                    epsilon_min: float, iters: int, steps: int, candidates: int, max_extra: int = 20, log=None
                     ) -> tuple[torch.Tensor, dict]:
-    """Algorithm 1 (full batch) on a CandidateSet: the item dual variables v and a summary."""
+    """Algorithm 1 (full batch) on a CandidateSet: the item dual variables v and a summary. `log(epoch, eps, v,
+    refreshes)` after every epoch, when given."""
     n_x, n_y, dev = scores.n_states, scores.n_items, scores.device
     gen = torch.Generator().manual_seed(int(scores.seed) % 2**63)
     lower, upper = beta > 0, beta_max is not None and beta_max < 1
@@ -181,12 +189,12 @@ def fit_dual_pruned(scores: PlanningScores, k: int, beta: float, beta_max: float
         eps = schedule[min(e, epochs - 1)]
         for step in range(max(steps, settle)):
             if count is not None:
-                u_root = solve_segments(cand.lam - v.index_select(0, cand.cols), cand.rows, cand.n_row, count, eps,
-                                        iters, u_root)
+                w = v.index_select(0, cand.cols).neg_().add_(cand.lam)  # lambda - v, one array
+                u_root = solve_segments(w, cand.rows, cand.n_row, count, eps, iters, u_root)
                 u = u_root.clamp_min(0.0)
             else:
                 u_root = u = torch.zeros(n_x, device=dev)
-            w = cand.lam - u.index_select(0, cand.rows)
+            w = u.index_select(0, cand.rows).neg_().add_(cand.lam)  # lambda - u
             v_new, roots = torch.zeros(n_y, device=dev), []
             if lower:
                 if beta < 1:
@@ -206,11 +214,14 @@ def fit_dual_pruned(scores: PlanningScores, k: int, beta: float, beta_max: float
                 break
         settle = 0
         e += 1
+        if log is not None:
+            log(e, eps, v, refreshes)
         n_bad, worst = cand.uncertified(u_root, v_low(roots, v))
         certified = n_bad == 0
         if e >= epochs and (certified or extra >= max_extra):
             break
         if not certified:  # some pruned pair might carry plan mass: rebuild the set around the current u, v
+            cand = None  # (the old set's memory is freed first)
             cand = CandidateSet(scores, v, u, candidates, t_count, k)
             refreshes += 1
             u_root = v_lo = v_hi = None
