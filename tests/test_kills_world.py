@@ -419,7 +419,8 @@ def test_draw_is_the_exact_inverse_cdf_on_integer_weights(give_mass):
 
 
 # kills _draw__mutmut_43/45 (the within-group cumulation in float32: 2^24 + 1 rounds back to 2^24, the unit weights
-# after a 2^24 weight vanish and the draw falls on the group's last item)
+# after a 2^24 weight vanish and the draw falls on the group's last item) and _draw__mutmut_12 (the given exact
+# group sums ignored, recomputed in float32 where the unit weights vanish too)
 def test_draw_within_a_group_accumulates_in_double_precision():
     w = np.array([[2.0 ** 24, 1, 1, 1, 1, 1, 1, 1]] * 3, dtype=np.float32)
     mass = w.reshape(3, 2, 4).sum(2, dtype=np.float64)                 # the groups' exact sums, given
