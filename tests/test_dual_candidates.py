@@ -15,7 +15,7 @@ from test_dual_feasible import lam_of, skewed
 from harness.errors import ConfigError
 from harness.matching import FactorScores, PlanningScores
 from plugins.planners.dual import Dual, fit_dual
-from plugins.planners.dual_candidates import CandidateSet, fit_dual_pruned, solve_segments
+from plugins.planners.dual_candidates import CandidateSet, fit_dual_pruned, item_thresholds, solve_segments
 
 
 def random_scores(n_x: int, n_y: int, seed: int = 0, d: int = 16) -> PlanningScores:
@@ -56,6 +56,7 @@ def test_segment_roots_solve_each_segments_equation_as_brentq_does(eps):
 
 # ------------------------------------------------------------------------------------------------ CandidateSet
 def test_candidate_set_holds_each_states_top_m_each_items_top_t_once_with_their_lambda():
+    """Few states: the items' thresholds are exact (each item's t-th largest lambda - u)."""
     n_x, n_y, m, t, k = 40, 25, 6, 5, 3
     scores = random_scores(n_x, n_y, seed=3)
     lam = lam_of(scores).astype(np.float32)
@@ -69,13 +70,14 @@ def test_candidate_set_holds_each_states_top_m_each_items_top_t_once_with_their_
     for x in range(n_x):
         want |= {(x, y) for y in np.argsort(-w[x])[:m]}
     c = lam - u_ref[:, None]
+    thr = np.sort(c, 0)[-t]
     for y in range(n_y):
-        want |= {(x, y) for x in np.argsort(-c[:, y])[:t]}
+        want |= {(x, y) for x in np.flatnonzero(c[:, y] >= thr[y])}
     got = list(zip(cand.rows.tolist(), cand.cols.tolist(), strict=True))
     assert len(got) == len(set(got)) == len(want) and set(got) == want
     np.testing.assert_allclose(cand.lam.numpy(), lam[cand.rows.long().numpy(), cand.cols.long().numpy()], atol=1e-6)
     np.testing.assert_allclose(cand.row_bound.numpy(), np.sort(w, 1)[:, -(m + 1)], atol=1e-6)
-    np.testing.assert_allclose(cand.col_bound.numpy(), np.sort(c, 0)[-(t + 1)], atol=1e-6)
+    np.testing.assert_allclose(cand.col_bound.numpy(), thr, atol=1e-6)
     assert cand.n_row.sum() == cand.n_col.sum() == len(want)
 
 
@@ -103,6 +105,20 @@ def test_uncertified_never_misses_a_pruned_pair_that_could_enter():
         if enter.any():
             assert n_bad >= enter.any(1).sum() and worst >= 0
     assert seen_enter > 20  # the moves did reach pruned pairs
+
+
+def test_item_thresholds_from_a_sample_let_about_t_states_through():
+    """Many states: the threshold is the 32nd largest lambda - u over a sample of 32·|X|/t states, so about t of the
+    |X| states reach it (the count of a sample quantile: within a few standard deviations of t)."""
+    n_x, n_y, t = 20000, 30, 100
+    scores = random_scores(n_x, n_y, seed=2)
+    lam = lam_of(scores)
+    v = torch.zeros(n_y)
+    u = torch.as_tensor(np.random.default_rng(0).normal(0, 0.05, n_x), dtype=torch.float32)
+    thr = item_thresholds(scores, v, u, t, 3).numpy()
+    counts = ((lam - u.numpy()[:, None]) >= thr[None, :]).sum(0)
+    assert abs(counts.mean() - t) < 0.15 * t  # 30 items: the mean count is close to t
+    assert counts.min() > t / 3 and counts.max() < 3 * t
 
 
 # ------------------------------------------------------------------------------------------------ plans

@@ -28,6 +28,7 @@ import math
 import time
 import warnings
 
+import numpy as np
 import torch
 
 from harness.plugin import NEG, PlanningScores
@@ -91,51 +92,34 @@ class CandidateSet:
     pruned ones."""
 
     def __init__(self, scores: PlanningScores, v: torch.Tensor, u: torch.Tensor | None, m: int, t: int, k: int):
-        """One pass over the score blocks: each state's top-m of lambda - v, each item's top-t states of lambda - u
-        (u: None -> each state's K-th largest lambda - v, floored at 0: the eps -> 0 root given v)."""
+        """One pass over the score blocks: each state's top-m of lambda - v, and each item's states whose lambda - u
+        reaches the item's threshold (`item_thresholds`: about t states per item) (u: None -> each state's K-th
+        largest lambda - v, floored at 0: the eps -> 0 root given v)."""
         n_x, n_y, dev = scores.n_states, scores.n_items, scores.device
         m, t = min(m, n_y), min(t, n_x)
+        self.col_bound = item_thresholds(scores, v, u, t, k)
         rows, cols, lams, row_bound, kth = [], [], [], [], []
-        col_val = col_row = None
         for block_rows, lam in scores.blocks():
             idx = torch.as_tensor(block_rows, device=dev)
             w = lam - v[None, :]
             top = torch.topk(w, min(m + 1, n_y), dim=1)
-            keep = top.indices[:, :m].sort(dim=1).values
+            del w
+            keep = top.indices[:, :m]
             kth.append(top.values[:, min(k, n_y) - 1])
             row_bound.append(top.values[:, m] if m < n_y else torch.full((len(idx),), -math.inf, device=dev))
-            lam_keep = lam.gather(1, keep)
-            ok = lam_keep > NEG / 2
-            rows.append(idx[:, None].expand_as(keep)[ok].int())
-            cols.append(keep[ok].int())
-            lams.append(lam_keep[ok])
-            u_blk = (kth[-1].clamp_min(0.0) if u is None else u[idx])
-            c = lam.sub_(u_blk[:, None])  # lambda - u: the item's side
-            ct = torch.topk(c, min(t + 1, len(idx)), dim=0)
-            val, who = ct.values, idx[ct.indices]
-            if col_val is not None:
-                val, who = torch.cat([col_val, val]), torch.cat([col_row, who])
-                pick = torch.topk(val, min(t + 1, len(val)), dim=0).indices
-                val, who = val.gather(0, pick), who.gather(0, pick)
-            col_val, col_row = val, who
+            u_blk = kth[-1].clamp_min(0.0) if u is None else u[idx]
+            # the item's side: lambda - u at or above the item's threshold, less the pairs the state already holds
+            side = (lam - u_blk[:, None]) >= self.col_bound[None, :]
+            side.scatter_(1, keep, True)  # one mask of every candidate pair of the block
+            side &= lam > NEG / 2
+            r, c = side.nonzero(as_tuple=True)
+            rows.append(idx[r].int())
+            cols.append(c.int())
+            lams.append(lam[r, c])
         self.u_ref = torch.cat(kth).clamp_min(0.0) if u is None else u.clone()
         self.v_ref = v.clone()
         self.row_bound = torch.cat(row_bound)
-        self.col_bound = col_val[t] if t < n_x else torch.full((n_y,), -math.inf, device=dev)
-        r, c, lam_r = torch.cat(rows), torch.cat(cols), torch.cat(lams)
-        # the items' candidates that are not already a state's: membership by the keys state·|Y| + item (the states'
-        # pairs come in key order: blocks in state order, items sorted within a state)
-        cr = col_row[:t].reshape(-1)
-        cc = torch.arange(n_y, device=dev).repeat(t)
-        c_lam = (col_val[:t] + self.u_ref[col_row[:t]]).reshape(-1)
-        keys = r.long() * n_y + c.long()
-        ck = cr * n_y + cc
-        pos = torch.searchsorted(keys, ck).clamp_max(max(len(keys) - 1, 0))
-        new = (c_lam > NEG / 2) & ((keys[pos] != ck) if len(keys) else torch.ones_like(ck, dtype=torch.bool))
-        del keys, pos
-        self.rows = torch.cat([r, cr[new].int()])
-        self.cols = torch.cat([c, cc[new].int()])
-        self.lam = torch.cat([lam_r, c_lam[new]])
+        self.rows, self.cols, self.lam = torch.cat(rows), torch.cat(cols), torch.cat(lams)
         self.n_row = torch.bincount(self.rows, minlength=n_x)
         self.n_col = torch.bincount(self.cols, minlength=n_y)
 
@@ -156,6 +140,34 @@ class CandidateSet:
         bound = torch.minimum(worst + (self.u_ref - u), self.row_bound - u + fall.max())
         bad = bound >= 0
         return int(bad.sum()), float(bound.max()) if len(bound) else -math.inf
+
+
+SAMPLE_RANK = 32
+"""The item thresholds are the SAMPLE_RANK-th largest lambda - u over a sample of states sized for it."""
+
+
+def item_thresholds(scores: PlanningScores, v: torch.Tensor, u: torch.Tensor | None, t: int, k: int) -> torch.Tensor:
+    """Per item, a threshold on lambda - u that about t states reach: exactly the t-th largest when t·SAMPLE_RANK
+    states or fewer are planned, else the (SAMPLE_RANK)-th largest over a seeded sample of n·SAMPLE_RANK/t states (a
+    top-t per item over all states would cost a |X|-long selection per item and block). Every pair below it is
+    pruned from the item's side, so it is the item's bound in the certificate whatever the sample."""
+    n_x, n_y, dev = scores.n_states, scores.n_items, scores.device
+    if t >= n_x:
+        return torch.full((n_y,), -math.inf, device=dev)
+    size = min(n_x, math.ceil(SAMPLE_RANK * n_x / t))
+    rank = t if size == n_x else SAMPLE_RANK
+    gen = torch.Generator().manual_seed(int(scores.seed) % 2**63 + 1)
+    sample = np.sort(torch.randperm(n_x, generator=gen)[:size].numpy())
+    best = None
+    for block_rows, lam in scores.blocks(sample):
+        if u is None:
+            u_blk = torch.topk(lam - v[None, :], min(k, n_y), dim=1).values[:, -1].clamp_min(0.0)
+        else:
+            u_blk = u[torch.as_tensor(block_rows, device=dev)]
+        top = torch.topk(lam.sub_(u_blk[:, None]), min(rank, len(block_rows)), dim=0).values
+        best = top if best is None else torch.topk(torch.cat([best, top]), min(rank, len(best) + len(top)),
+                                                   dim=0).values
+    return best[rank - 1]
 
 
 def v_low(roots: list[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
