@@ -94,9 +94,10 @@ def test_idle_users_first_event_law_with_extreme_logits():
 # ------------------------------------------------------------------------------------- a world without events
 # kills xǁWorldTruthǁ_contexts__mutmut_2, _3, _4, _5, _6, _7, _8 (the empty contexts broken: n_events fails),
 # _9 (a count array of length 1 for no contexts: the three context arrays are parallel);
-# xǁWorldTruthǁjoint_rows__mutmut_6, _8 (the items dropped in the no-event branch);
-# xǁWorldTruthǁitem_marginal__mutmut_2 (total >= 0: 0/0), _5, _6, _7, _8, _9, _10, _11, _13, _14, _15, _16, _17,
-# _19, _20, _21, _22, _25, _27, _28, _29, _30, _31, _32, _34, _35, _36, _37, _38, _39, _40, _41
+# xǁWorldTruthǁjoint_rows__mutmut_6, _8 (the items dropped in the no-event branch) and with them
+# xǁWorldTruthǁitem_given_user_rows__mutmut_22, _24, _26; xǁWorldTruthǁitem_marginal__mutmut_2 (total >= 0: 0/0),
+# _5, _6, _7, _8, _9, _10, _11, _13, _14, _15, _16, _17, _19, _20, _21, _22, _23, _24 (blocks restarting or
+# overlapping), _25, _27, _28, _29, _30, _31, _32, _34, _35, _36, _37, _38, _39, _40, _41
 # (the no-event p(i) = mean over users of the first-event law)
 def test_world_without_events():
     tr = WorldTruth(**_params(n_users=5, n_items=3, dim=2, seed=3))
@@ -112,8 +113,8 @@ def test_world_without_events():
     np.testing.assert_allclose(tr.item_marginal().sum(), 1.0, rtol=1e-12)
 
 
-# kills xǁWorldTruthǁitem_marginal__mutmut_23 (only the first block), _26 (mass = : only the last block), _33 (each
-# block from user 0), and the ones above again: the no-event p(i) summed over several blocks of users
+# kills xǁWorldTruthǁitem_marginal__mutmut_26 (mass = : only the last block), _33 (each block from user 0), and
+# most of the ones above again (_23: only the first block): the no-event p(i) summed over several blocks of users
 @pytest.mark.parametrize("block_cells", [3, 6, 7])
 def test_world_without_events_item_marginal_by_blocks(monkeypatch, block_cells):
     monkeypatch.setattr(wt, "BLOCK_CELLS", block_cells)  # 3 items: 1, 2, 2 users per block
