@@ -53,7 +53,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--candidates", default=None, help="items per state (default: the planner's, 2K), or 'all'")
     ap.add_argument("--batch-size", type=int, default=None, help="states per dual update (default: one block)")
-    ap.add_argument("--budget-mib", type=float, default=512.0)
+    ap.add_argument("--budget-mib", type=float, default=256.0, help="score block budget (the planner's default)")
     ap.add_argument("--iters", type=int, default=50)
     args = ap.parse_args(argv)
 

@@ -180,3 +180,19 @@ def test_candidates_at_most_k_or_with_a_batch_size_are_refused():
         Dual(alpha=0.05, beta=0.01, candidates=2).plan(random_scores(50, 40))
     with pytest.raises(ConfigError, match="cannot be combined"):
         Dual(candidates=10, batch_size=100)
+
+
+def test_pair_buffer_grows_past_its_capacity_keeping_every_pair_in_order():
+    from plugins.planners.dual_candidates import _PairBuffer
+
+    buf = _PairBuffer(2, torch.device("cpu"))
+    pieces = [(torch.tensor([0, 1]), torch.tensor([5, 6]), torch.tensor([0.5, 0.6])),
+              (torch.tensor([2, 2, 3]), torch.tensor([1, 2, 3]), torch.tensor([0.1, 0.2, 0.3])),
+              (torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long), torch.tensor([])),
+              (torch.tensor([9]), torch.tensor([0]), torch.tensor([0.9]))]
+    for r, c, lam in pieces:
+        buf.append(r, c, lam)
+    rows, cols, lam = buf.arrays()
+    assert rows.tolist() == [0, 1, 2, 2, 3, 9] and cols.tolist() == [5, 6, 1, 2, 3, 0]
+    assert rows.dtype == cols.dtype == torch.int32
+    np.testing.assert_allclose(lam.numpy(), [0.5, 0.6, 0.1, 0.2, 0.3, 0.9], rtol=1e-6)

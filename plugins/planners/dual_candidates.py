@@ -41,14 +41,19 @@ CHUNK = 1 << 22
 """Candidate pairs per chunk of a root-finding evaluation (16 MiB per float32 temporary)."""
 
 
-def _sums(w: torch.Tensor, seg: torch.Tensor, x: torch.Tensor, n_seg: int, eps: float):
-    """Per segment, the sum of sigmoid((w - x_seg) / eps) and of its derivative's numerator sigma·(1 - sigma), in
-    chunks of CHUNK entries (the temporaries stay small beside the candidate arrays)."""
+def _sums(w: torch.Tensor, seg: torch.Tensor, x: torch.Tensor, n_seg: int, eps: float,
+          live: torch.Tensor | None = None):
+    """Per segment, the sum of sigmoid((w - x_seg) / eps) and of its derivative's numerator sigma·(1 - sigma), over
+    the entries of the `live` segments only when given, in chunks of CHUNK entries (the temporaries stay small beside
+    the candidate arrays)."""
     s = torch.zeros(n_seg, device=w.device)
     d = torch.zeros(n_seg, device=w.device)
     for lo in range(0, len(w), CHUNK):
-        sg = seg[lo:lo + CHUNK]
-        z = (w[lo:lo + CHUNK] - x.index_select(0, sg)).div_(eps).sigmoid_()
+        sg, wc = seg[lo:lo + CHUNK], w[lo:lo + CHUNK]
+        if live is not None:
+            pick = live.index_select(0, sg).nonzero().squeeze(1)
+            sg, wc = sg.index_select(0, pick), wc.index_select(0, pick)
+        z = (wc - x.index_select(0, sg)).div_(eps).sigmoid_()
         s.index_add_(0, sg, z)
         d.index_add_(0, sg, z.sub_(z * z))
     return s, d
@@ -60,8 +65,11 @@ def solve_segments(w: torch.Tensor, seg: torch.Tensor, n: torch.Tensor, count: f
     = count. With at most `count` entries there is no root and the bracket's lower end is returned; an empty
     segment gets 0."""
     n_seg = len(n)
-    hi = torch.full((n_seg,), -math.inf, device=w.device).scatter_reduce_(0, seg, w, "amax")
-    lo = torch.full((n_seg,), math.inf, device=w.device).scatter_reduce_(0, seg, w, "amin")
+    hi = torch.full((n_seg,), -math.inf, device=w.device)
+    lo = torch.full((n_seg,), math.inf, device=w.device)
+    for start in range(0, len(w), CHUNK):  # in chunks: the reduction's own index copy stays small
+        hi.scatter_reduce_(0, seg[start:start + CHUNK], w[start:start + CHUNK], "amax")
+        lo.scatter_reduce_(0, seg[start:start + CHUNK], w[start:start + CHUNK], "amin")
     # at x = max w - logit(count/n)·eps every entry's sigmoid is <= count/n, so the sum is <= count (and >= at min)
     share = torch.logit((count / n.clamp_min(1).double()).clamp(1e-6, 1 - 1e-6)).float()
     empty = n == 0
@@ -74,8 +82,7 @@ def solve_segments(w: torch.Tensor, seg: torch.Tensor, n: torch.Tensor, count: f
         if last:  # only the entries of segments still away from their root
             f_prev, df_prev = last
             live = f_prev.abs() > TOL_COUNT  # (an empty segment has f = 0: never live)
-            entries = live.index_select(0, seg).nonzero().squeeze(1)
-            s_, d_ = _sums(w.index_select(0, entries), seg.index_select(0, entries), x, n_seg, eps)
+            s_, d_ = _sums(w, seg, x, n_seg, eps, live)
             f = torch.where(live, s_ - count, f_prev)
             d = torch.where(live, -d_ / eps, df_prev)
         else:
@@ -85,6 +92,33 @@ def solve_segments(w: torch.Tensor, seg: torch.Tensor, n: torch.Tensor, count: f
         return f, d
 
     return bracketed_root(evaluate, lo, hi, iters, TOL_COUNT, x0)
+
+
+class _PairBuffer:
+    """Growable flat (int32 state, int32 item, float32 lambda) arrays."""
+
+    def __init__(self, capacity: int, device):
+        self.rows = torch.empty(capacity, dtype=torch.int32, device=device)
+        self.cols = torch.empty(capacity, dtype=torch.int32, device=device)
+        self.lam = torch.empty(capacity, device=device)
+        self.n = 0
+
+    def append(self, r: torch.Tensor, c: torch.Tensor, lam: torch.Tensor) -> None:
+        end = self.n + len(r)
+        if end > len(self.lam):
+            grow = max(end, len(self.lam) * 3 // 2)
+            for name in ("rows", "cols", "lam"):
+                old = getattr(self, name)
+                new = torch.empty(grow, dtype=old.dtype, device=old.device)
+                new[:self.n] = old[:self.n]
+                setattr(self, name, new)
+        self.rows[self.n:end] = r
+        self.cols[self.n:end] = c
+        self.lam[self.n:end] = lam
+        self.n = end
+
+    def arrays(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.rows[:self.n], self.cols[:self.n], self.lam[:self.n]
 
 
 class CandidateSet:
@@ -98,7 +132,10 @@ class CandidateSet:
         n_x, n_y, dev = scores.n_states, scores.n_items, scores.device
         m, t = min(m, n_y), min(t, n_x)
         self.col_bound = item_thresholds(scores, v, u, t, k)
-        rows, cols, lams, row_bound, kth = [], [], [], [], []
+        # the pairs are written into arrays sized for every state's m and twice the items' expected t (pages never
+        # written are never resident), grown only if the items' side overflows: no list of pieces then a copy
+        buf = _PairBuffer(n_x * m + 2 * n_y * t + 1024, dev)
+        row_bound, kth = [], []
         for block_rows, lam in scores.blocks():
             idx = torch.as_tensor(block_rows, device=dev)
             w = lam - v[None, :]
@@ -113,13 +150,11 @@ class CandidateSet:
             side.scatter_(1, keep, True)  # one mask of every candidate pair of the block
             side &= lam > NEG / 2
             r, c = side.nonzero(as_tuple=True)
-            rows.append(idx[r].int())
-            cols.append(c.int())
-            lams.append(lam[r, c])
+            buf.append(idx[r], c, lam[r, c])
         self.u_ref = torch.cat(kth).clamp_min(0.0) if u is None else u.clone()
         self.v_ref = v.clone()
         self.row_bound = torch.cat(row_bound)
-        self.rows, self.cols, self.lam = torch.cat(rows), torch.cat(cols), torch.cat(lams)
+        self.rows, self.cols, self.lam = buf.arrays()
         self.n_row = torch.bincount(self.rows, minlength=n_x)
         self.n_col = torch.bincount(self.cols, minlength=n_y)
 
