@@ -6,7 +6,9 @@ above, a seeded sample of that many states (state s stands for its user u = stat
 that many items plus every target item of the sampled states (`truth/n_pairs` logs the pairs); the pooled
 correlations take all of that grid up to `max_pooled` pairs, above it a seeded sample of that many plus every target
 pair (`truth/n_pooled_pairs`); the scores are ranked once per pooling and reused against every truth. The truth is
-asked for just those blocks (`<table>_rows(users, items)`), so nothing of size users × items is built. Metrics:
+asked for just those blocks (`<table>_rows(users, items)`), so nothing of size users × items is built; the truth side
+(the grid, its tables and their rankings: `TruthGrid`) is built once per (dataset, split, seed) and reused by the
+cells that follow on it. Metrics:
 
 - `truth/spearman_joint`, `truth/spearman_item_given_user`, `truth/spearman_user_given_item`,
   `truth/spearman_pmi`: pooled over the pooled pairs, against log p(u, i), log p(i|u), log p(u|i) and the PMI
@@ -82,6 +84,49 @@ def _truth_block(truth: Any, attr: str, users: np.ndarray, items: np.ndarray) ->
     return None if fn is None else np.asarray(fn())[users][:, items]
 
 
+class TruthGrid:
+    """The model-independent side of the truth metrics on one (states × items) grid: the sampled rows and items, the
+    truth tables on the grid, the pooled pairs, and every truth ranking the metrics compare scores with. The same
+    for every cell of one (dataset, split, seed): built once and reused (`truth_grid`)."""
+
+    def __init__(self, truth: Any, evalset, n_items: int, seed: int, max_states: int, max_items: int,
+                 max_pooled: int):
+        self.rows, self.items = sample_pairs(evalset, n_items, seed, max_states, max_items)
+        rows, items = self.rows, self.items
+        require(8.0 * len(rows) * len(items) * (len(POOLED) + 4),
+                f"the truth metrics ({len(rows):,} states × {len(items):,} items, float64)",
+                "lower the truth sample (max_states, max_items)")
+        self.users = np.asarray(evalset.states.user, dtype=np.int64)[rows]
+        self.targets: dict[str, np.ndarray] = {}
+        for name, attr in POOLED.items():
+            block = _truth_block(truth, attr, self.users, items)
+            if block is not None:
+                self.targets[name] = block
+        self.pooled = pooled_pairs(evalset.targets[rows][:, items], seed, max_pooled)
+        self.pooled_ranks = {name: rankdata(t[self.pooled])[None, :] for name, t in self.targets.items()}
+        self.state_ranks = {name: rankdata(self.targets[name], axis=1) for name in ("item_given_user", "pmi")
+                            if name in self.targets}
+        self.item_ranks = {name: rankdata(self.targets[name].T, axis=1) for name in ("user_given_item", "pmi")
+                           if name in self.targets and len(rows) > 1}
+
+
+_LAST_GRID: list = []
+"""[(truth, evalset, key, grid)]: the last grid, held with the objects it was built from (so `is` identifies them)."""
+
+
+def truth_grid(truth: Any, evalset, n_items: int, seed: int, max_states: int, max_items: int,
+               max_pooled: int) -> TruthGrid:
+    """The TruthGrid of (truth, evalset, seed, limits), reused while the cells of one split follow each other (the
+    runner runs a (dataset, split, seed) group's cells in a row; its split is kept per process)."""
+    key = (n_items, seed, max_states, max_items, max_pooled)
+    if _LAST_GRID and _LAST_GRID[0][0] is truth and _LAST_GRID[0][1] is evalset and _LAST_GRID[0][2] == key:
+        return _LAST_GRID[0][3]
+    _LAST_GRID.clear()  # (free the previous grid before building the next)
+    grid = TruthGrid(truth, evalset, n_items, seed, max_states, max_items, max_pooled)
+    _LAST_GRID.append((truth, evalset, key, grid))
+    return grid
+
+
 def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed: int = 0,
                   max_states: int = 2000, max_items: int = 2000, max_pooled: int = 1_000_000) -> dict[str, float]:
     """The `truth/*` metrics of one fitted model's scores (empty when the dataset has no truth); `truth/n_pairs`
@@ -91,39 +136,26 @@ def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed
     states = evalset.states
     if truth is None or len(states) == 0:
         return {}
-    rows, items = sample_pairs(evalset, source.n_items, seed, max_states, max_items)
-    require(8.0 * len(rows) * len(items) * (len(POOLED) + 4),
-            f"the truth metrics ({len(rows):,} states × {len(items):,} items, float64)",
-            "lower the truth sample (max_states, max_items)")
+    grid = truth_grid(truth, evalset, source.n_items, seed, max_states, max_items, max_pooled)
+    rows, items, pooled = grid.rows, grid.items, grid.pooled
     scores = source.pair_scores(np.broadcast_to(rows[:, None], (len(rows), len(items))),
                                 np.broadcast_to(items[None, :], (len(rows), len(items)))).astype(np.float64)
-    users = np.asarray(states.user, dtype=np.int64)[rows]
-    out: dict[str, float] = {"truth/n_pairs": float(scores.size)}
-    targets: dict[str, np.ndarray] = {}
-    for name, attr in POOLED.items():
-        block = _truth_block(truth, attr, users, items)
-        if block is not None:
-            targets[name] = block
+    out: dict[str, float] = {"truth/n_pairs": float(scores.size), "truth/n_pooled_pairs": float(pooled.sum())}
+    pooled_ranks = dict(grid.pooled_ranks)
     if score_kind in ("intensity", "log_intensity") and hasattr(truth, "pair_intensity"):
         lam = np.asarray(truth.pair_intensity(states.take(rows)))[:, items]
-        targets["intensity"] = np.log(np.maximum(lam, _FLOOR))
-    pooled = pooled_pairs(evalset.targets[rows][:, items], seed, max_pooled)
-    out["truth/n_pooled_pairs"] = float(pooled.sum())
+        pooled_ranks["intensity"] = rankdata(np.log(np.maximum(lam, _FLOOR))[pooled])[None, :]
     score_ranks = rankdata(scores[pooled])[None, :]  # ranked once, against every truth
-    for name, t in targets.items():
-        out[f"truth/spearman_{name}"] = float(_pearson_rows(score_ranks, rankdata(t[pooled])[None, :])[0])
-    if any(name in targets for name in ("item_given_user", "pmi")):
+    for name, t_ranks in pooled_ranks.items():
+        out[f"truth/spearman_{name}"] = float(_pearson_rows(score_ranks, t_ranks)[0])
+    if grid.state_ranks:
         by_state = rankdata(scores, axis=1)
-        for name in ("item_given_user", "pmi"):
-            if name in targets:
-                out[f"truth/spearman_{name}_per_state"] = _nanmean(
-                    _pearson_rows(by_state, rankdata(targets[name], axis=1)))
-    if len(rows) > 1 and any(name in targets for name in ("user_given_item", "pmi")):
+        for name, t_ranks in grid.state_ranks.items():
+            out[f"truth/spearman_{name}_per_state"] = _nanmean(_pearson_rows(by_state, t_ranks))
+    if grid.item_ranks:
         by_item = rankdata(scores.T, axis=1)
-        for name in ("user_given_item", "pmi"):
-            if name in targets:
-                out[f"truth/spearman_{name}_per_item"] = _nanmean(
-                    _pearson_rows(by_item, rankdata(targets[name].T, axis=1)))
+        for name, t_ranks in grid.item_ranks.items():
+            out[f"truth/spearman_{name}_per_item"] = _nanmean(_pearson_rows(by_item, t_ranks))
     return out
 
 

@@ -110,3 +110,42 @@ def test_every_cell_logs_truth_and_the_oracle_tracks_the_true_intensity(workdir)
         assert frame[f"metrics.truth/spearman_{col}"].notna().all(), col
     # the oracle ranks items per state by the true p(y|x): close to p(i|u) within each state
     assert frame.loc["oracle", "metrics.truth/spearman_item_given_user_per_state"] > 0.8
+
+
+def test_the_truth_side_is_built_once_per_split_and_rebuilt_for_another():
+    """Cells of one (dataset, split, seed) share the truth tables and their rankings (harness.truth.truth_grid): the
+    truth is asked once per table, the second model's metrics equal a fresh computation's, and another evalset,
+    seed or truth rebuilds the grid."""
+    from harness import truth as truth_mod
+
+    joint, pu, pi, truth, users, evalset = _hand_case()
+    calls = []
+
+    def counted(fn, name):
+        def wrapper():
+            calls.append(name)
+            return fn()
+        return wrapper
+
+    counting = SimpleNamespace(**{name: counted(getattr(truth, name), name) for name in
+                                  ("log_joint", "log_item_given_user", "log_user_given_item", "pmi")})
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    ds = SimpleNamespace(truth=counting)
+    truth_mod._LAST_GRID.clear()
+    m_a = truth_metrics(ds, evalset, ScoreSource(Fixed(a), evalset, 4, torch.device("cpu")))
+    m_b = truth_metrics(ds, evalset, ScoreSource(Fixed(b), evalset, 4, torch.device("cpu")))
+    assert sorted(calls) == sorted(["log_joint", "log_item_given_user", "log_user_given_item", "pmi"])
+    truth_mod._LAST_GRID.clear()
+    fresh_b = truth_metrics(SimpleNamespace(truth=truth), evalset,
+                            ScoreSource(Fixed(b), evalset, 4, torch.device("cpu")))
+    assert m_b == fresh_b and m_a != m_b
+    want = spearmanr(b[users].ravel(), np.log(joint)[users].ravel()).statistic
+    assert m_b["truth/spearman_joint"] == pytest.approx(want)
+    # another evalset (same content, another object), another seed: the truth is asked again
+    calls.clear()
+    _, _, _, _, _, other = _hand_case()
+    truth_metrics(ds, other, ScoreSource(Fixed(a), other, 4, torch.device("cpu")))
+    assert len(calls) == 4
+    truth_metrics(ds, other, ScoreSource(Fixed(a), other, 4, torch.device("cpu")), seed=1)
+    assert len(calls) == 8
