@@ -111,19 +111,25 @@ class TruthGrid:
 
 
 _LAST_GRID: list = []
-"""[(truth, evalset, key, grid)]: the last grid, held with the objects it was built from (so `is` identifies them)."""
+"""[(truth, data_key, evalset, key, grid)]: the last grid, held with the objects it was built from (so `is`
+identifies them)."""
 
 
 def truth_grid(truth: Any, evalset, n_items: int, seed: int, max_states: int, max_items: int,
-               max_pooled: int) -> TruthGrid:
+               max_pooled: int, data_key: str | None = None) -> TruthGrid:
     """The TruthGrid of (truth, evalset, seed, limits), reused while the cells of one split follow each other (the
-    runner runs a (dataset, split, seed) group's cells in a row; its split is kept per process)."""
+    runner runs a (dataset, split, seed) group's cells in a row and keeps its split per process). Each cell loads
+    its own copy of a cached dataset, so a truth is recognised by its dataset's cache key (`data_key`) when it has
+    one, else by identity."""
     key = (n_items, seed, max_states, max_items, max_pooled)
-    if _LAST_GRID and _LAST_GRID[0][0] is truth and _LAST_GRID[0][1] is evalset and _LAST_GRID[0][2] == key:
-        return _LAST_GRID[0][3]
+    if _LAST_GRID:
+        last_truth, last_data, last_evalset, last_key, grid = _LAST_GRID[0]
+        same_truth = last_truth is truth or (data_key is not None and last_data == data_key)
+        if same_truth and last_evalset is evalset and last_key == key:
+            return grid
     _LAST_GRID.clear()  # (free the previous grid before building the next)
     grid = TruthGrid(truth, evalset, n_items, seed, max_states, max_items, max_pooled)
-    _LAST_GRID.append((truth, evalset, key, grid))
+    _LAST_GRID.append((truth, data_key, evalset, key, grid))
     return grid
 
 
@@ -136,7 +142,9 @@ def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed
     states = evalset.states
     if truth is None or len(states) == 0:
         return {}
-    grid = truth_grid(truth, evalset, source.n_items, seed, max_states, max_items, max_pooled)
+    meta = getattr(dataset, "meta", None)
+    grid = truth_grid(truth, evalset, source.n_items, seed, max_states, max_items, max_pooled,
+                      meta.get("cache_key") if isinstance(meta, dict) else None)
     rows, items, pooled = grid.rows, grid.items, grid.pooled
     scores = source.pair_scores(np.broadcast_to(rows[:, None], (len(rows), len(items))),
                                 np.broadcast_to(items[None, :], (len(rows), len(items)))).astype(np.float64)

@@ -149,3 +149,13 @@ def test_the_truth_side_is_built_once_per_split_and_rebuilt_for_another():
     assert len(calls) == 4
     truth_metrics(ds, other, ScoreSource(Fixed(a), other, 4, torch.device("cpu")), seed=1)
     assert len(calls) == 8
+    # a cached dataset loaded again by the next cell (another truth object, the same cache key) reuses the grid
+    calls.clear()
+    copy1 = SimpleNamespace(truth=counting, meta={"cache_key": "synthetic-abc"})
+    copy2 = SimpleNamespace(truth=SimpleNamespace(**vars(counting)), meta={"cache_key": "synthetic-abc"})
+    truth_metrics(copy1, other, ScoreSource(Fixed(a), other, 4, torch.device("cpu")))
+    truth_metrics(copy2, other, ScoreSource(Fixed(b), other, 4, torch.device("cpu")))
+    assert len(calls) == 4
+    truth_metrics(SimpleNamespace(truth=copy2.truth, meta={"cache_key": "synthetic-xyz"}), other,
+                  ScoreSource(Fixed(b), other, 4, torch.device("cpu")))
+    assert len(calls) == 8
