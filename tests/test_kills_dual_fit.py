@@ -148,7 +148,8 @@ def test_summary_describes_the_fit():
     t0 = time.time()
     v, info = fit_dual(scores_12x8(), 2, 0.1, 0.5, epochs=2, epsilon_min=1e-2, batch_size=5)
     elapsed = time.time() - t0
-    assert set(info) == {"epochs", "n_batches", "gamma", "epsilon", "fit_s", "v_min", "v_max", "v_mean"}
+    assert set(info) == {"epochs", "n_batches", "gamma", "epsilon", "fit_s", "extra_alternations", "v_min", "v_max",
+                         "v_mean"}
     assert info["epochs"] == 2 and info["n_batches"] == 3 and info["gamma"] == pytest.approx(1 / 3)
     assert info["epsilon"] == pytest.approx(1e-2)
     assert 0.0 <= info["fit_s"] <= elapsed

@@ -241,12 +241,13 @@ def test_dual_defaults_are_the_declared_ones():
     spec = _spec()
     declared = {p.name: p.default for p in spec.params}
     assert set(declared) == {"alpha", "beta", "beta_max", "mode", "epochs", "epsilon_min", "gamma", "batch_size",
-                             "steps", "iters", "repair", "candidates"}
+                             "steps", "iters", "repair", "candidates", "max_steps"}
     bare = Dual()
     explicit = spec.factory(**declared)
     assert vars(bare) == vars(explicit)
     assert bare.mode == "offline" and not bare.online and bare.v is None
     assert (bare.epochs, bare.iters, bare.steps, bare.epsilon_min, bare.candidates) == (100, 50, 1, 1e-10, None)
+    assert bare.max_steps == 5
     assert (bare.constraints.alpha, bare.constraints.beta, bare.constraints.beta_max) == (0.01, 0.0, None)
 
 
