@@ -57,3 +57,21 @@ def lp_optimum(lam, k, c_min, c_max) -> float | None:
                   b_ub=np.concatenate([np.full(n_x, k), np.full(n_y, -c_min), np.full(n_y, c_max)]),
                   bounds=np.c_[np.zeros(n_x * n_y), allowed.ravel()], method="highs")
     return -res.fun if res.status == 0 else None
+
+
+def lam_of(scores) -> np.ndarray:
+    """A PlanningScores' whole lambda (excluded pairs at NEG) as a float64 numpy array, from its blocks."""
+    return np.concatenate([b.cpu().numpy() for _, b in scores.blocks()]).astype(np.float64)
+
+
+def csr(rows: list[list[int]], n_y: int) -> sp.csr_matrix:
+    """A 0/1 states x items plan from each state's list of items."""
+    r = [x for x, items in enumerate(rows) for _ in items]
+    c = [y for items in rows for y in items]
+    return sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(rows), n_y))
+
+
+def sets(a: sp.csr_matrix) -> list[list[int]]:
+    """Each state's items of a plan, sorted."""
+    a = sp.csr_matrix(a)
+    return [sorted(a.indices[a.indptr[x]:a.indptr[x + 1]].tolist()) for x in range(a.shape[0])]

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import lp_optimum
+from conftest import lam_of, lp_optimum
 from scipy.optimize import brentq
-from test_dual_feasible import lam_of, skewed
+from test_dual_feasible import skewed
 
 from harness.errors import ConfigError
 from harness.matching import FactorScores, PlanningScores

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import lp_optimum
+from conftest import csr, lam_of, lp_optimum, sets
 
 from harness.matching import FactorScores, PlanningScores
 from plugins.planners.dual import Dual, register_planners, repair_minimum
@@ -31,9 +31,6 @@ def skewed(seed: int):
     return PlanningScores(FactorScores(S, np.eye(n_y)), "intensity", None, seed=seed), k / n_y, c_min / n_x
 
 
-def lam_of(scores: PlanningScores) -> np.ndarray:
-    return np.concatenate([b.numpy() for _, b in scores.blocks()]).astype(np.float64)
-
 
 
 
@@ -51,17 +48,6 @@ def default_plan(seed: int):
 def dense_scores(S, exclude=None) -> PlanningScores:
     S = np.asarray(S, np.float32)
     return PlanningScores(FactorScores(S, np.eye(S.shape[1])), "intensity", exclude, seed=0)
-
-
-def csr(rows: list[list[int]], n_y: int) -> sp.csr_matrix:
-    r = [x for x, items in enumerate(rows) for _ in items]
-    c = [y for items in rows for y in items]
-    return sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(rows), n_y))
-
-
-def sets(a: sp.csr_matrix) -> list[list[int]]:
-    a = sp.csr_matrix(a)
-    return [sorted(a.indices[a.indptr[x]:a.indptr[x + 1]].tolist()) for x in range(a.shape[0])]
 
 
 # ------------------------------------------------------------------------------------------------ (a) the defaults

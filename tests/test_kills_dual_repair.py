@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import csr, lam_of, sets
 
 from harness.matching import NEG, FactorScores, PlanningScores
 from plugins.planners.dual import repair_minimum
@@ -56,21 +57,6 @@ def scores_of(S, exclude=None, block_size=2, device=None) -> PlanningScores:
     S = np.asarray(S, np.float32)
     source = FactorScores(S, np.eye(S.shape[1]), device=device)
     return PlanningScores(source, "intensity", exclude, seed=0, block_size=block_size)
-
-
-def lam_of(scores: PlanningScores) -> np.ndarray:
-    return np.concatenate([b.cpu().numpy() for _, b in scores.blocks()]).astype(np.float64)
-
-
-def csr(rows: list[list[int]], n_y: int) -> sp.csr_matrix:
-    r = [x for x, items in enumerate(rows) for _ in items]
-    c = [y for items in rows for y in items]
-    return sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(rows), n_y))
-
-
-def sets(a: sp.csr_matrix) -> list[list[int]]:
-    a = sp.csr_matrix(a)
-    return [sorted(a.indices[a.indptr[x]:a.indptr[x + 1]].tolist()) for x in range(a.shape[0])]
 
 
 def exposure_of(rows: list[list[int]], n_y: int) -> np.ndarray:
