@@ -70,10 +70,7 @@ from harness.plugin import (
     topk_assignment,
 )
 from plugins.planners.dual_candidates import default_candidates, fit_dual_pruned
-from plugins.planners.roots import MARGIN, TOL_COUNT, bracketed_root
-
-SETTLE_TOL = 1e-3
-"""An epoch's alternations continue (up to max_steps) while v moves by more than SETTLE_TOL·eps."""
+from plugins.planners.roots import MARGIN, SETTLE_TOL, TOL_COUNT, bracketed_root, initial_duals
 
 DENSE_PAIRS = 25_000_000
 """Above this many (state, item) pairs, `candidates: null` plans on candidate pairs (dual_candidates.py)."""
@@ -153,8 +150,7 @@ def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None
     info = {"epochs": 0, "n_batches": 0, "epsilon": None}
     if not (lower or upper):  # no item constraint: v = 0 and the plan is top-K
         return torch.zeros(n_y, device=dev), info
-    r = torch.rand(n_y, generator=gen)
-    v = (-r if not upper else r if not lower else 2 * r - 1).to(dev)
+    v = initial_duals(gen, n_y, lower, upper, dev)
     b = int(batch_size or n_x)
     n_batches = max(1, math.ceil(n_x / b))
     g = float(gamma) if gamma is not None else 1.0 / n_batches

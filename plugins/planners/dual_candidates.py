@@ -32,11 +32,10 @@ import numpy as np
 import torch
 
 from harness.plugin import NEG, PlanningScores
-from plugins.planners.roots import MARGIN, TOL_COUNT, bracketed_root
+from plugins.planners.roots import MARGIN, SETTLE_TOL, TOL_COUNT, bracketed_root, initial_duals
 
 SETTLE = 30
 """Alternations allowed at one eps after the candidate set changed (until v moves less than SETTLE_TOL·eps)."""
-SETTLE_TOL = 1e-3
 CHUNK = 1 << 22
 """Candidate pairs per chunk of a root-finding evaluation (16 MiB per float32 temporary)."""
 
@@ -221,8 +220,7 @@ def fit_dual_pruned(scores: PlanningScores, k: int, beta: float, beta_max: float
     info = {"epochs": 0, "n_batches": 1, "epsilon": None}
     if not (lower or upper):
         return torch.zeros(n_y, device=dev), info
-    r = torch.rand(n_y, generator=gen)
-    v = (-r if not upper else r if not lower else 2 * r - 1).to(dev)  # as the dense planner starts
+    v = initial_duals(gen, n_y, lower, upper, dev)  # as the dense planner starts
     t_count = column_candidates(beta, n_x)
     t0 = time.time()
     cand = CandidateSet(scores, v, None, candidates, t_count, k)

@@ -1,5 +1,7 @@
-"""Vectorised root finding for the dual planner's u- and v-steps: many monotone equations at once, one per state
-or item, each on a bracket that holds its root (bisection, taking the Newton step whenever it lands inside)."""
+"""The numerics both Dual planners share (the dense one in dual.py, the one on candidate pairs in
+dual_candidates.py): vectorised root finding for the u- and v-steps (many monotone equations at once, one per state
+or item, each on a bracket that holds its root: bisection, taking the Newton step whenever it lands inside), the
+duals' seeded start, and the tolerance under which v counts as settled."""
 from __future__ import annotations
 
 import torch
@@ -8,6 +10,15 @@ MARGIN = 1e-3
 """Widening of every bracket, in units of the scores (so a root at the bracket's end is inside it)."""
 TOL_COUNT = 1e-3
 """A root is accepted when the expected count it gives is within this of its target count."""
+SETTLE_TOL = 1e-3
+"""v has settled at an eps when an alternation moves it by at most SETTLE_TOL·eps."""
+
+
+def initial_duals(gen: torch.Generator, n_items: int, lower: bool, upper: bool, device) -> torch.Tensor:
+    """The item duals' seeded start, uniform on the side their constraints allow: [-1, 0] with a minimum exposure
+    only, [0, 1] with a maximum only, [-1, 1] with both."""
+    r = torch.rand(n_items, generator=gen)
+    return (-r if not upper else r if not lower else 2 * r - 1).to(device)
 
 
 def bracketed_root(evaluate, lo: torch.Tensor, hi: torch.Tensor, iters: int, tol: torch.Tensor | float,
