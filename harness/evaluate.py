@@ -101,6 +101,21 @@ class ScoreSource:
             run_v, run_i = merge_topk(torch.cat([run_v, s], 1), torch.cat([run_i, idx], 1), k)
         return TopK(index=run_i.cpu().numpy(), score=run_v.cpu().numpy())
 
+    def grid_scores(self, state_rows: np.ndarray, items: np.ndarray, block_rows: int = 256) -> np.ndarray:
+        """Scores of every (state, item) of `state_rows` × `items` (float32, rows × items): a matmul per block of
+        rows with factors, else the model's state block restricted to `items` (not a gather per pair)."""
+        out = np.empty((len(state_rows), len(items)), dtype=np.float32)
+        cols = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device)
+        v = None if self.u is None else self.v[cols]
+        for start in range(0, len(state_rows), block_rows):
+            rows = np.asarray(state_rows[start:start + block_rows], dtype=np.int64)
+            if v is not None:
+                val = self.u[torch.as_tensor(rows, device=self.device)] @ v.T
+            else:
+                val = self._state_block(rows)[:, cols]
+            out[start:start + len(rows)] = val.float().cpu().numpy()
+        return out
+
     def pair_scores(self, state_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Scores of (state, item) pairs, arrays of the same shape."""
         shape = np.shape(state_idx)

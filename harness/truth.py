@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from harness.memory import require
 
@@ -44,6 +43,38 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def rankdata(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Average ranks (1-based, ties get the mean of their positions), as `scipy.stats.rankdata` with
+    method='average': of the flattened array (axis None) or of each row (axis 1, 2-D). One unstable argsort per
+    row and a vectorised pass over the tie runs: about twice scipy's speed on the truth grid's rows, where the
+    truth metrics spend most of their time."""
+    x = np.asarray(x)
+    if axis is None:
+        return _row_ranks(x.reshape(1, -1))[0]
+    if axis not in (1, -1) or x.ndim != 2:
+        raise ValueError("rankdata ranks a flattened array (axis=None) or the rows of a 2-D array (axis=1)")
+    return _row_ranks(x)
+
+
+def _row_ranks(x: np.ndarray) -> np.ndarray:
+    n, m = x.shape
+    out = np.empty((n, m), dtype=np.float64)
+    if x.size == 0:
+        return out
+    order = np.argsort(x, axis=1)
+    xs = np.take_along_axis(x, order, axis=1)
+    starts_run = np.empty((n, m), dtype=bool)
+    starts_run[:, 0] = True
+    np.not_equal(xs[:, 1:], xs[:, :-1], out=starts_run[:, 1:])
+    starts = np.flatnonzero(starts_run)
+    lengths = np.diff(np.append(starts, n * m))
+    mean_rank = (starts % m) + (lengths + 1) / 2.0
+    np.put_along_axis(out, order, np.repeat(mean_rank, lengths).reshape(n, m), axis=1)
+    if np.issubdtype(x.dtype, np.floating):
+        out[np.isnan(x).any(axis=1)] = np.nan  # (as scipy: a row with a nan has no ranks)
+    return out
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -146,8 +177,7 @@ def truth_metrics(dataset: Any, evalset, source, score_kind: str = "logit", seed
     grid = truth_grid(truth, evalset, source.n_items, seed, max_states, max_items, max_pooled,
                       meta.get("cache_key") if isinstance(meta, dict) else None)
     rows, items, pooled = grid.rows, grid.items, grid.pooled
-    scores = source.pair_scores(np.broadcast_to(rows[:, None], (len(rows), len(items))),
-                                np.broadcast_to(items[None, :], (len(rows), len(items)))).astype(np.float64)
+    scores = source.grid_scores(rows, items).astype(np.float64)
     out: dict[str, float] = {"truth/n_pairs": float(scores.size), "truth/n_pooled_pairs": float(pooled.sum())}
     pooled_ranks = dict(grid.pooled_ranks)
     if score_kind in ("intensity", "log_intensity") and hasattr(truth, "pair_intensity"):

@@ -542,3 +542,15 @@ def test_validation_ndcg_without_exclusions_and_without_targets():
     assert got != pytest.approx(hand_ndcg(es, S, 4))
     none = EvalSet(states=es.states, targets=sp.csr_matrix((9, 14)), exclude=es.exclude)
     assert ev.validation_ndcg(none, lambda r: pytest.fail("no state to score"), 14) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["factors", "table"])
+def test_grid_scores_are_the_matrix_block_over_several_row_blocks(kind):
+    es, u, v, _ = make_world(seed=7)
+    src, _, S = source(es, u, v, kind)
+    rows, items = np.array([5, 0, 3, 3, 6]), np.array([8, 1, 4])
+    got = src.grid_scores(rows, items, block_rows=2)  # three blocks, the last one short
+    assert got.dtype == np.float32 and got.shape == (5, 3)
+    np.testing.assert_allclose(got, S[np.ix_(rows, items)], rtol=1e-6)
+    np.testing.assert_allclose(src.grid_scores(rows, items), src.pair_scores(
+        np.broadcast_to(rows[:, None], got.shape), np.broadcast_to(items[None, :], got.shape)), rtol=1e-6)

@@ -159,3 +159,25 @@ def test_the_truth_side_is_built_once_per_split_and_rebuilt_for_another():
     truth_metrics(SimpleNamespace(truth=copy2.truth, meta={"cache_key": "synthetic-xyz"}), other,
                   ScoreSource(Fixed(b), other, 4, torch.device("cpu")))
     assert len(calls) == 8
+
+
+def test_rankdata_matches_scipys_average_ranks_with_ties_constant_rows_and_nans():
+    import scipy.stats
+
+    from harness.truth import rankdata
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=(40, 30)) * 2)  # many ties
+    x[3] = 1.5                                   # a constant row
+    x[7, :5] = -np.inf
+    np.testing.assert_array_equal(rankdata(x, axis=1), scipy.stats.rankdata(x, axis=1))
+    np.testing.assert_array_equal(rankdata(x.T, axis=1), scipy.stats.rankdata(x.T, axis=1))
+    np.testing.assert_array_equal(rankdata(x), scipy.stats.rankdata(x))
+    ints = rng.integers(0, 4, (6, 9))
+    np.testing.assert_array_equal(rankdata(ints, axis=1), scipy.stats.rankdata(ints, axis=1))
+    x[11, 2] = np.nan
+    got = rankdata(x, axis=1)
+    assert np.isnan(got[11]).all() and not np.isnan(np.delete(got, 11, axis=0)).any()
+    assert rankdata(np.zeros((0, 4)), axis=1).shape == (0, 4)
+    with pytest.raises(ValueError, match="axis"):
+        rankdata(x, axis=0)
