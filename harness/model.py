@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .ctr import ImpressionRows
+    from .funnel import FunnelRows
 
 
 def default_device() -> torch.device:
@@ -38,6 +39,7 @@ class FitContext:
 
     `train` is the training log (also fit's first argument); `valid` / `calibration` the split's validation set
     and calibration window (None when the split has none); `impressions` the training impressions of a CTR split;
+    `funnel` the training requests' recall / exposure / click spaces of a funnel split (`FunnelRows`);
     `truth` the dataset's generating process when it knows one (the synthetic world); `split_info` what the
     split says about itself (e.g. `horizon_days`, `train_end`); `item_features` / `user_features` the dataset's
     side tables. The harness sets `threads` to this worker's share of the CPU. A model that needs one of the
@@ -47,6 +49,7 @@ class FitContext:
     valid: EvalSet | None = None
     calibration: EvalSet | None = None
     impressions: ImpressionRows | None = None
+    funnel: FunnelRows | None = None
     truth: Any = None
     split_info: Mapping[str, Any] = field(default_factory=dict)
     item_features: pd.DataFrame | None = None
@@ -61,7 +64,7 @@ class FitContext:
     def for_split(cls, split: SplitData, dataset: Dataset | None = None, **kw: Any) -> "FitContext":
         """The context of a fit on `split` (of `dataset`): every named field filled from them."""
         return cls(train=split.train, valid=split.valid, calibration=split.calibration,
-                   impressions=split.train_impressions, split_info=dict(split.info),
+                   impressions=split.train_impressions, funnel=split.train_funnel, split_info=dict(split.info),
                    truth=getattr(dataset, "truth", None),
                    item_features=getattr(dataset, "item_features", None),
                    user_features=getattr(dataset, "user_features", None), **kw)

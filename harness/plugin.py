@@ -31,6 +31,7 @@ from .ctr import ImpressionRows, padded_sequences
 from .data import TIME_UNITS, Dataset, Interactions, encode_ids, filter_events, filter_params, from_events
 from .errors import ConfigError, DataError, MatchbenchError, did_you_mean
 from .evaluate import validation_ndcg
+from .funnel import DEFAULT_RATIO, SAMPLING, FunnelRows, NegativeDraw, draw_negatives, space_counts
 from .files import (
                     FILTER_NAMES,
                     FILTER_PARAMS,
@@ -109,7 +110,8 @@ __all__ = [
     "WeightedLoss", "Planner", "PerQueryMetric", "SetMetric", "Tracker",
     # data plugins receive and return
     "Interactions", "Dataset", "UserStates", "EvalSet", "SplitData", "ImpressionRows", "FitContext",
-    "NegativePlan", "PlanningScores", "Plan", "Constraints", "CellRecord", "TIME_UNITS",
+    "NegativePlan", "PlanningScores", "Plan", "Constraints", "CellRecord", "TIME_UNITS", "FunnelRows",
+    "NegativeDraw",
     # errors
     "MatchbenchError", "ConfigError", "DataError", "did_you_mean",
     # helpers for datasets: events -> Dataset, filters, file reading with line-numbered errors, checksums
@@ -122,6 +124,8 @@ __all__ = [
     "summary", "fmt_time",
     # helpers for models and planners
     "validation_ndcg", "padded_sequences", "topk_assignment", "CONSTRAINT_PARAMS", "ALPHA", "NEG",
+    # the funnel's negative sampling strategies (UMA²), shared by every model trained on funnel data
+    "SAMPLING", "DEFAULT_RATIO", "draw_negatives", "space_counts",
     # the memory guard: refuse a planned allocation beyond the machine's memory, naming the parameter to change
     "require_memory",
 ]

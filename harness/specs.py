@@ -21,7 +21,7 @@ ScoreKind = Literal["logit", "log_intensity", "intensity", "probability"]
 """What a model's ranking scores are: planners and truth metrics transform them accordingly."""
 LossContract = Literal["in_batch", "sampled", "pointwise", "pairwise", "weighted"]
 """How a model calls a loss (see `harness.losses`)."""
-Requirement = Literal["valid", "calibration", "impressions", "truth"]
+Requirement = Literal["valid", "calibration", "impressions", "funnel", "truth"]
 """What a model may need from the split (a validation set, a calibration window, training impressions) or the
 dataset (the synthetic world's truth)."""
 Offer = Literal["factors", "block_scores", "ctr_probabilities"]

@@ -97,7 +97,8 @@ class EvalSet:
 @dataclass(eq=False)
 class SplitData:
     """Training events, the test set and optional validation / calibration sets. Splits that yield
-    impressions (task ctr) also set `train_impressions` / `test_impressions` (`harness.ctr.ImpressionRows`)."""
+    impressions (task ctr) also set `train_impressions` / `test_impressions` (`harness.ctr.ImpressionRows`);
+    the `funnel` split sets `train_funnel` (`harness.funnel.FunnelRows`: the training requests' spaces)."""
 
     train: Interactions
     test: EvalSet
@@ -106,6 +107,7 @@ class SplitData:
     info: dict[str, Any] = field(default_factory=dict)
     train_impressions: Any = None
     test_impressions: Any = None
+    train_funnel: Any = None
 
     @property
     def n_users(self) -> int:

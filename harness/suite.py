@@ -364,6 +364,7 @@ _REQUIREMENT_FIX = {
     "truth": "use it on the synthetic dataset (the only one whose truth is known)",
     "calibration": "give the split a calibration window (temporal: calibration: DAYS; user: calibration: true)",
     "impressions": "use split {name: impressions} on a dataset with impressions and clicks",
+    "funnel": "use split {name: funnel} on a dataset with recall / exposure / click events (synthetic: funnel: true)",
     "valid": "give the split a validation set (temporal: valid: true, or leave_one_out)",
 }
 

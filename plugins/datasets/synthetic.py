@@ -14,12 +14,19 @@ exact probability position_bias^slot · σ(click_bias + click_scale·log(|Y|·p(
 organic / impression / click and a feature `slot`; `truth.click_probability(event_id)` gives each exposure's
 click probability (kept in the truth, not in the data). The organic events and every other truth are those of
 the same world without the layer. Splits other than `impressions` see exposures as events too.
+
+Funnel layer (`funnel: true`, UMA²; `plugins.datasets.funnel`): per request a recall set of about `recall_size`
+items with known p1, an exposure of about `slots` of them with known p2 = P(exposed | recalled), clicks as above;
+one row per recalled (request, item), event `recall` / `exposure` / `click` (its deepest stage), features
+`request` and `slot`. The truth knows p1, p2 and the click probability of every row (`recall_prob`,
+`exposure_prob`, `click_prob`) and p1 of any (request, item). The `funnel` split reads it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from harness.plugin import Dataset, DatasetSpec, Interactions, Param, hookimpl, require_memory
+from plugins.datasets.funnel import STAGE_EVENTS, make_funnel
 from plugins.datasets.world import event_contexts, hawkes_times, sample_marks
 from plugins.datasets.world_truth import BLOCK_CELLS, WorldTruth
 
@@ -115,29 +122,54 @@ def make_impressions(truth: WorldTruth, user, item, time, n_requests: int, slots
             p.ravel())
 
 
+def _with_layer(user, item, time, layer: dict, truth_fields: dict, truth: WorldTruth):
+    """The organic events (event `organic`, features −1, truths nan) joined with a layer's rows, sorted by
+    (time, user, order); the truth's per-event arrays set in that order. Returns (user, item, time, extra)."""
+    n_org, n_new = len(user), len(layer["user"])
+    order = np.lexsort((np.arange(n_org + n_new), np.concatenate([user, layer["user"]]),
+                        np.concatenate([time, layer["time"]])))
+    for name, values in truth_fields.items():
+        setattr(truth, name, np.concatenate([np.full(n_org, np.nan), values])[order])
+    event = np.concatenate([np.full(n_org, "organic", dtype=object), layer["event"]])[order]
+    features = {k: np.concatenate([np.full(n_org, -1, dtype=np.int64), v])[order]
+                for k, v in layer["features"].items()}
+    return (np.concatenate([user, layer["user"]])[order], np.concatenate([item, layer["item"]])[order],
+            np.concatenate([time, layer["time"]])[order], {"event": event, "features": features})
+
+
 def make_world_dataset(impressions: bool = False, n_requests: int | None = None, slots: int = 5,
                        position_bias: float = 0.7, click_bias: float = -1.0, click_scale: float = 1.0,
-                       recall_quality: float = 0.5, **params) -> Dataset:
+                       recall_quality: float = 0.5, funnel: bool = False, recall_size: int = 50,
+                       recall_noise: float = 1.0, exposure_quality: float = 0.8, **params) -> Dataset:
     """The `synthetic` factory: a Dataset (time unit "day") with `truth` set to its WorldTruth. With
     `impressions`, exposures (event `impression` / `click`, feature `slot`) join the organic events (event
     `organic`), and `truth.click_probability` knows each exposure's click probability."""
+    if impressions and funnel:
+        raise ValueError("impressions and funnel are two layers of one kind: choose one (impressions: DMR's "
+                         "exposures; funnel: UMA²'s recall → exposure → click)")
     user, item, time, truth = make_world(**params)
     extra: dict = {}
+    if funnel:
+        n_req = int(n_requests) if n_requests is not None else 5 * truth.n_users
+        rows, req = make_funnel(truth, user, item, time, n_req, recall_size, slots, recall_quality, recall_noise,
+                                exposure_quality, position_bias, click_bias, click_scale, params.get("seed", 0))
+        truth.request_user, truth.request_last = req["user"], req["last"]
+        layer = {"user": rows["user"], "item": rows["item"], "time": rows["time"],
+                 "event": np.asarray(STAGE_EVENTS, dtype=object)[rows["stage"] - 1],
+                 "features": {"request": rows["request"], "slot": rows["slot"]}}
+        user, item, time, extra = _with_layer(user, item, time, layer, {
+            "recall_prob": rows["p1"], "exposure_prob": rows["p2"], "click_prob": rows["p_click"]}, truth)
+        params = dict(params, funnel=True, n_requests=n_req, recall_size=recall_size, slots=slots,
+                      recall_quality=recall_quality, recall_noise=recall_noise, exposure_quality=exposure_quality,
+                      position_bias=position_bias, click_bias=click_bias, click_scale=click_scale)
     if impressions:
         n_req = int(n_requests) if n_requests is not None else 5 * truth.n_users
         iu, ii, it, islot, iclk, ip = make_impressions(truth, user, item, time, n_req, slots, position_bias,
                                                        click_bias, click_scale, recall_quality,
                                                        params.get("seed", 0))
-        n_org = len(user)
-        user, item, time = np.concatenate([user, iu]), np.concatenate([item, ii]), np.concatenate([time, it])
-        event = np.concatenate([np.full(n_org, "organic", dtype=object),
-                                np.where(iclk, "click", "impression").astype(object)])
-        slot = np.concatenate([np.full(n_org, -1, dtype=np.int64), islot])
-        prob = np.concatenate([np.full(n_org, np.nan), ip])
-        by_time = np.lexsort((np.arange(len(user)), user, time))
-        user, item, time = user[by_time], item[by_time], time[by_time]
-        truth.click_prob = prob[by_time]
-        extra = {"event": event[by_time], "features": {"slot": slot[by_time]}}
+        layer = {"user": iu, "item": ii, "time": it, "event": np.where(iclk, "click", "impression").astype(object),
+                 "features": {"slot": islot}}
+        user, item, time, extra = _with_layer(user, item, time, layer, {"click_prob": ip}, truth)
         params = dict(params, impressions=True, n_requests=n_req, slots=slots, position_bias=position_bias,
                       click_bias=click_bias, click_scale=click_scale, recall_quality=recall_quality)
     x = Interactions(user=user.astype(np.int64), item=item.astype(np.int64), time=time.astype(np.float64),
@@ -176,7 +208,15 @@ PARAMS = (
           high=1.0),
     Param("click_bias", "float", -1.0, "impressions: a in σ(a + b·log(|Y|·p(y|x)))"),
     Param("click_scale", "float", 1.0, "impressions: b in σ(a + b·log(|Y|·p(y|x)))"),
-    Param("recall_quality", "float", 0.5, "impressions: recall draws from softmax(q·log p(y|x) + (1-q)·b_y)",
+    Param("recall_quality", "float", 0.5, "impressions/funnel: recall draws from softmax(q·log p(y|x) + (1-q)·b_y)",
+          low=0.0, high=1.0),
+    Param("funnel", "bool", False, "add the funnel layer (UMA²): per request a recall set, exposures and clicks "
+                                   "with known propensities; events recall / exposure / click, features request, "
+                                   "slot"),
+    Param("recall_size", "int", 50, "funnel: expected items recalled per request (p1 = min(1, size·softmax))",
+          low=1),
+    Param("recall_noise", "float", 1.0, "funnel: std of the recaller's fixed per-item error ε_y", low=0.0),
+    Param("exposure_quality", "float", 0.8, "funnel: exposure ranks the recalled by q·log p(y|x) + (1-q)·b_y",
           low=0.0, high=1.0),
 )
 

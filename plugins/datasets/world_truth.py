@@ -70,6 +70,14 @@ class WorldTruth:
     ctx_last: np.ndarray | None = None
     ctx_count: np.ndarray | None = None    # events per context
     sim_item_mass: np.ndarray | None = None  # Σ_e p(· | x_e) accumulated by the simulation (float32 terms)
+    # funnel layer (plugins.datasets.funnel): the recaller and the true propensities of every event row
+    recall_quality: float | None = None
+    recall_size: int | None = None
+    recall_bias: np.ndarray | None = None     # (n_items,) (1 − recall_quality)·b_y + the recaller's error ε_y
+    recall_prob: np.ndarray | None = None     # p1 per event of the log (nan: organic)
+    exposure_prob: np.ndarray | None = None   # p2 = P(exposed | recalled) per event of the log (nan: organic)
+    request_user: np.ndarray | None = None    # per funnel request: its user, last organic item before it
+    request_last: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -85,6 +93,22 @@ class WorldTruth:
         if self.click_prob is None:
             raise AttributeError("this world has no impressions layer (impressions: false)")
         return self.click_prob[np.asarray(event_id, dtype=np.int64)]
+
+    def recall_propensity(self, request, item) -> np.ndarray:
+        """The funnel layer's p1 = P(item recalled | request) of (request, item) pairs, any item (recalled or not):
+        min(1, recall_size · softmax_y(recall_quality·log p(y|x) + recall_bias_y))."""
+        if self.recall_bias is None:
+            raise AttributeError("this world has no funnel layer (funnel: false)")
+        from plugins.datasets.funnel import recall_logits
+
+        request, item = np.asarray(request, dtype=np.int64), np.asarray(item, dtype=np.int64)
+        out = np.empty(len(request))
+        for lo in range(0, len(request), 4096):
+            req = request[lo:lo + 4096]
+            _, log_q = recall_logits(self, self.request_user[req], self.request_last[req])
+            out[lo:lo + 4096] = np.minimum(1.0, self.recall_size * np.exp(log_q[np.arange(len(req)),
+                                                                               item[lo:lo + 4096]]))
+        return out
 
     # ------------------------------------------------------------------ the joint p(u, i), by blocks of rows
     def _contexts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
