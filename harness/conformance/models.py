@@ -55,7 +55,7 @@ def ranking_tasks(case: PluginCase) -> list[str]:
 def world_and_split(case: PluginCase) -> tuple[Any, SplitData]:
     def make():
         name, params = model_split(case.spec, served(case))
-        world = tiny_world(case.registry, impressions=name == "impressions")
+        world = tiny_world(case.registry, impressions=name == "impressions", funnel=name == "funnel")
         return world, case.registry.create("split", name, **params).split(world, 0)
     return case.cached("world", make)
 

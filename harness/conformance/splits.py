@@ -16,7 +16,8 @@ from .world import tiny_world
 
 
 def world(case: PluginCase) -> Dataset:
-    return tiny_world(case.registry, impressions="impressions" in case.spec.provides)
+    return tiny_world(case.registry, impressions="impressions" in case.spec.provides,
+                      funnel="funnel" in case.spec.provides)
 
 
 def built(case: PluginCase) -> SplitData:

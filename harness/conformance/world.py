@@ -27,16 +27,18 @@ WORLD = {"n_users": 150, "n_items": 50, "days": 30.0, "pop_sigma": 2.0, "seed": 
 _WORLDS: dict[tuple, Dataset] = {}
 
 
-def tiny_world(registry: Registry, impressions: bool = False) -> Dataset:
-    """The tiny world (built once per process and synthetic factory), its last user and last item cold."""
+def tiny_world(registry: Registry, impressions: bool = False, funnel: bool = False) -> Dataset:
+    """The tiny world (built once per process and synthetic factory), its last user and last item cold; with
+    `impressions` or `funnel` that layer too."""
     try:
         spec = registry.get("dataset", "synthetic")
     except ConfigError:
         raise ConfigError("the conformance kit runs models and splits on the built-in 'synthetic' dataset, and this "
                           "registry has none; build it with Registry.load() (entry points on)") from None
-    key = (id(spec.factory), impressions)
+    key = (id(spec.factory), impressions, funnel)
     if key not in _WORLDS:
-        ds = registry.create("dataset", "synthetic", **WORLD, **({"impressions": True} if impressions else {}))
+        layer = {"impressions": True} if impressions else {"funnel": True, "recall_size": 10} if funnel else {}
+        ds = registry.create("dataset", "synthetic", **WORLD, **layer)
         _WORLDS[key] = make_cold(ds)
     return _WORLDS[key]
 
@@ -46,8 +48,10 @@ def make_cold(ds: Dataset) -> Dataset:
     x = ds.interactions
     keep = (x.user != cold_user(ds)) & (x.item != cold_item(ds))
     truth = ds.truth
-    if getattr(truth, "click_prob", None) is not None:
-        truth = dataclasses.replace(truth, click_prob=truth.click_prob[keep])
+    per_event = {f: getattr(truth, f)[keep] for f in ("click_prob", "recall_prob", "exposure_prob")
+                 if getattr(truth, f, None) is not None}
+    if per_event:
+        truth = dataclasses.replace(truth, **per_event)
     return dataclasses.replace(ds, interactions=x.subset(keep), truth=truth)
 
 
@@ -61,11 +65,14 @@ def cold_item(ds: Dataset) -> int:
 
 def model_split(spec: Any, served: set[str]) -> tuple[str, dict[str, Any]]:
     """The split a model is checked on, from what it requires: impressions (or serving ctr) -> `impressions`;
+    funnel -> `funnel` (on the tiny world's funnel layer);
     calibration -> `temporal` with a calibration window; valid -> `temporal` with `valid: true`; else
     `temporal` (7-day horizon)."""
     requires = set(spec.requires)
     if "impressions" in requires or "ctr" in served:
         return "impressions", {"test_days": 5.0}
+    if "funnel" in requires:
+        return "funnel", {"test_days": 7.0}
     params: dict[str, Any] = {"horizon": 7.0}
     if "calibration" in requires:
         params["calibration"] = 3.0
