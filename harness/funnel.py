@@ -42,6 +42,8 @@ class FunnelRows:
     req_time: np.ndarray
     n_items: int
     event_id: np.ndarray | None = None
+    req_key: np.ndarray | None = None
+    """per request, its key in the dataset (the `request` feature where the log has one)"""
 
     def __post_init__(self):
         order = np.lexsort((self.item, self.stage, self.request))
@@ -183,3 +185,31 @@ def _uniform_except(rng: np.random.Generator, avoid: np.ndarray, n_items: int) -
         raise ConfigError("a catalogue of one item has no negatives")
     it = rng.integers(0, n_items - 1, len(avoid))
     return it + (it >= avoid)
+
+
+def propensity_truth(model, funnel: FunnelRows | None, truth, seed: int, max_pairs: int = 200_000) -> dict:
+    """`truth/recall_propensity_spearman` (the model's p̂1 against the true p1 on the test requests' recalled pairs
+    plus as many unrecalled pairs, one drawn per recalled pair) and `truth/exposure_propensity_spearman` (p̂2
+    against p2 on the recalled pairs): for models with `propensities(users, times, items) -> (p̂1, p̂2)` on a
+    dataset whose truth knows them (the synthetic funnel); a seeded sample of `max_pairs` recalled pairs above
+    that many. Empty otherwise."""
+    from .truth import spearman
+
+    fn = getattr(model, "propensities", None)
+    if fn is None or funnel is None or len(funnel) == 0 or funnel.event_id is None or funnel.req_key is None \
+            or getattr(truth, "recall_prob", None) is None:
+        return {}
+    rng = np.random.default_rng([seed, 17])
+    rows = np.arange(len(funnel)) if len(funnel) <= max_pairs else np.sort(rng.choice(len(funnel), max_pairs,
+                                                                                        replace=False))
+    req = funnel.request[rows]
+    unrecalled = funnel.draw_unrecalled(rng, req)
+    users, times = funnel.req_user[req], funnel.req_time[req]
+    p1_hat, p2_hat = fn(np.concatenate([users, users]), np.concatenate([times, times]),
+                        np.concatenate([funnel.item[rows], unrecalled]))
+    p1 = np.concatenate([truth.recall_prob[funnel.event_id[rows]],
+                         truth.recall_propensity(funnel.req_key[req], unrecalled)])
+    return {"truth/recall_propensity_spearman": spearman(np.asarray(p1_hat), p1),
+            "truth/exposure_propensity_spearman": spearman(np.asarray(p2_hat)[:len(rows)],
+                                                           truth.exposure_prob[funnel.event_id[rows]]),
+            "truth/n_propensity_pairs": float(2 * len(rows))}

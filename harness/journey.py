@@ -129,6 +129,10 @@ def truth(j: Journey) -> None:
 
         t0 = time.time()
         j.record.metrics.update(truth_metrics(j.dataset, j.split.test, j.source, j.spec.score_kind, j.cell.seed))
+        if j.split.test_funnel is not None:
+            from .funnel import propensity_truth
+
+            j.record.metrics.update(propensity_truth(j.model, j.split.test_funnel, j.dataset.truth, j.cell.seed))
         j.record.metrics["time/eval_s"] += time.time() - t0
 
 

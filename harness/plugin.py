@@ -31,7 +31,6 @@ from .ctr import ImpressionRows, padded_sequences
 from .data import TIME_UNITS, Dataset, Interactions, encode_ids, filter_events, filter_params, from_events
 from .errors import ConfigError, DataError, MatchbenchError, did_you_mean
 from .evaluate import validation_ndcg
-from .funnel import DEFAULT_RATIO, SAMPLING, FunnelRows, NegativeDraw, draw_negatives, space_counts
 from .files import (
                     FILTER_NAMES,
                     FILTER_PARAMS,
@@ -55,6 +54,7 @@ from .files import (
                     sources_or_path,
                     verify_files,
 )
+from .funnel import DEFAULT_RATIO, SAMPLING, FunnelRows, NegativeDraw, draw_negatives, space_counts
 from .hookspecs import hookimpl
 from .losses import InBatchLoss, Loss, NegativePlan, PairwiseLoss, PointwiseLoss, SampledLoss, WeightedLoss
 from .matching import ALPHA, CONSTRAINT_PARAMS, NEG, Constraints, Plan, Planner, PlanningScores, topk_assignment

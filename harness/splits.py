@@ -98,7 +98,8 @@ class EvalSet:
 class SplitData:
     """Training events, the test set and optional validation / calibration sets. Splits that yield
     impressions (task ctr) also set `train_impressions` / `test_impressions` (`harness.ctr.ImpressionRows`);
-    the `funnel` split sets `train_funnel` (`harness.funnel.FunnelRows`: the training requests' spaces)."""
+    the `funnel` split sets `train_funnel` / `test_funnel` (`harness.funnel.FunnelRows`: the training and the
+    test requests' spaces; the test's serve only the truth's propensity metrics)."""
 
     train: Interactions
     test: EvalSet
@@ -108,6 +109,7 @@ class SplitData:
     train_impressions: Any = None
     test_impressions: Any = None
     train_funnel: Any = None
+    test_funnel: Any = None
 
     @property
     def n_users(self) -> int:

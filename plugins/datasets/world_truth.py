@@ -102,6 +102,8 @@ class WorldTruth:
         from plugins.datasets.funnel import recall_logits
 
         request, item = np.asarray(request, dtype=np.int64), np.asarray(item, dtype=np.int64)
+        if request.shape != item.shape:
+            raise ValueError(f"recall_propensity: {len(request)} requests for {len(item)} items; give one per pair")
         out = np.empty(len(request))
         for lo in range(0, len(request), 4096):
             req = request[lo:lo + 4096]

@@ -4,9 +4,10 @@ and ESAM build on `FunnelTwoTower` (same inputs, same negatives, same optimiser:
 Inputs. User tower: the user's id embedding (the profile) and the mean of the embeddings of the user's last
 `max_len` clicks before the request (the behaviour sequence), through an MLP. Item tower: the item's id embedding
 and two item features from the training log — log(1 + clicks) and the item's accumulated CTR (clicks / exposures,
-smoothed by one prior exposure at the global CTR) — through an MLP. `layers` = the MLP widths, the last one the
-output dimension (the paper: 512-256-128-32, ReLU between layers); s(u, i) = ⟨V_u, V_i⟩; binary cross-entropy on
-each positive and its `n_neg` negatives (every sample weighs the same); Adam, lr 1e-3, batch 512 (the paper's).
+smoothed by one prior exposure at the global CTR), standardised — through an MLP. `layers` = the MLP widths, the
+last one the output dimension (the paper: 512-256-128-32, ReLU between layers); s(u, i) = ⟨V_u, V_i⟩; binary
+cross-entropy on each positive and its `n_neg` negatives (every sample weighs the same) of s plus one trained
+global offset (the logit of the base rate; it does not change a ranking); Adam, lr 1e-3, batch 512 (the paper's).
 
 Training pairs. On a funnel split (`ctx.funnel`): the positives are the training clicks, each at its request's
 time, and the negatives are drawn each epoch by `sampling` from the request's spaces (`harness.plugin.
@@ -40,7 +41,7 @@ from harness.plugin import (
 def mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers of `sizes` with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if j < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -73,6 +74,13 @@ def item_features(train, funnel) -> np.ndarray:
         prior = clicks.sum() / max(exposed.sum(), 1.0)
         ctr = (clicks + prior) / (exposed + 1.0)
     return np.stack([np.log1p(clicks), ctr], 1).astype(np.float32)
+
+
+def standardised(feats: np.ndarray) -> np.ndarray:
+    """Columns to mean 0, standard deviation 1 (a constant column to 0): raw log-counts of several units would
+    dominate the first steps, when BCE with many negatives pushes every score down along the largest input."""
+    sd = feats.std(axis=0)
+    return ((feats - feats.mean(axis=0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
 
 
 class Towers(nn.Module):
@@ -164,10 +172,13 @@ class FunnelTwoTower(Model):
         dev = ctx.device
         self.n_items = train.n_items
         self.net = self.build(train.n_users, train.n_items).to(dev)
-        self.feats = torch.as_tensor(item_features(train, ctx.funnel), device=dev)
+        self.feats = torch.as_tensor(standardised(item_features(train, ctx.funnel)), device=dev)
         self.feats = torch.cat([self.feats, torch.zeros(1, self.feats.shape[1], device=dev)])   # padding row
         self.prepare(train, ctx)
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        # a global logit offset, trained, starting at the base rate 1/(1 + n_neg): ranking ignores it, but without
+        # it BCE first spends the towers on pushing every score down (the dot product has no bias of its own)
+        self.offset = torch.tensor(-float(np.log(self.n_neg)), device=dev, requires_grad=True)
+        opt = torch.optim.Adam(list(self.net.parameters()) + [self.offset], lr=self.lr)
         self.net.train()
         self.n_pairs_seen = 0
         for epoch in range(self.epochs):
@@ -180,7 +191,7 @@ class FunnelTwoTower(Model):
                 batch = {k: (torch.as_tensor(v[b], device=dev) if isinstance(v, np.ndarray) else v)
                          for k, v in data.items()}
                 batch["seq"] = torch.as_tensor(seq[b], device=dev)
-                scores = self.score_pairs(batch["user"], batch["seq"], batch["items"])
+                scores = self.score_pairs(batch["user"], batch["seq"], batch["items"]) + self.offset
                 out = self.pair_loss(batch, scores) + self.extra_loss(batch, scores)
                 opt.zero_grad(set_to_none=True)
                 out.backward()

@@ -11,7 +11,8 @@ are the test targets. The train log (what every model fits on) is the training c
 (`FunnelRows`) carries the training requests' recalled pairs by stage, for models that sample negatives from the
 funnel's spaces (`sampling`). Test: one state per user with a training click and a test click, history = the
 user's training clicks, targets = the items clicked in the test window, ranked over the whole catalogue (the
-paper's inference space; whether a user's past clicks are excluded is the suite's `exclude_seen`). With
+paper's inference space; whether a user's past clicks are excluded is the suite's `exclude_seen`); the test
+requests' spaces (`test_funnel`) serve only the truth's propensity metrics of models that estimate them. With
 `valid_days`, the clicks of the `valid_days` before the test window are a validation set (and are not trained on).
 """
 from __future__ import annotations
@@ -81,6 +82,8 @@ class FunnelSplit(Split):
         train_rows = x.time[rows] < Tv
         train = clicks.subset(clicks.time < Tv)
         funnel = _funnel(x, rows[train_rows], stage[train_rows], key[train_rows])
+        test_rows = x.time[rows] >= T
+        test_funnel = _funnel(x, rows[test_rows], stage[test_rows], key[test_rows]) if test_rows.any() else None
         info = {"cut": T, "train_end": Tv, "test_days": self.test_days, "n_train": len(train),
                 "n_train_requests": funnel.n_requests, "n_train_recalled_pairs": len(funnel)}
         for s, name in ((1, "B"), (2, "A"), (3, "clicked")):
@@ -95,20 +98,18 @@ class FunnelSplit(Split):
             vu = users_with_history(clicks, Tv, among=np.unique(clicks.user[(clicks.time >= Tv) & (clicks.time < T)]))
             valid = states_from_events(clicks, vu, np.full(len(vu), Tv), np.full(len(vu), T), name="valid")
             info.update(summary(valid, "valid_"))
-        return SplitData(train=train, test=test, valid=valid, info=info, train_funnel=funnel)
+        return SplitData(train=train, test=test, valid=valid, info=info, train_funnel=funnel, test_funnel=test_funnel)
 
 
 def _funnel(x, rows: np.ndarray, stage: np.ndarray, key: np.ndarray) -> FunnelRows:
     """FunnelRows of the log rows `rows` (one pair kept per (request, item), at its deepest stage)."""
-    req_keys, request = np.unique(key, return_inverse=True)
-    first = np.searchsorted(request[np.argsort(request, kind="stable")], np.arange(len(req_keys)))
-    by_req = np.argsort(request, kind="stable")[first]
+    req_keys, by_req, request = np.unique(key, return_index=True, return_inverse=True)
     pair = request.astype(np.int64) * np.int64(x.n_items) + x.item[rows]
     order = np.lexsort((-stage, pair))
     keep = order[np.r_[True, pair[order][1:] != pair[order][:-1]]]
     return FunnelRows(request=request[keep], item=x.item[rows][keep], stage=stage[keep],
                       req_user=x.user[rows][by_req], req_time=x.time[rows][by_req], n_items=x.n_items,
-                      event_id=rows[keep])
+                      event_id=rows[keep], req_key=req_keys)
 
 
 @hookimpl
