@@ -16,6 +16,7 @@ from plugins.models.esam import (
     make_esam,
     self_training,
 )
+from plugins.models.funnel_towers import histories
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,7 @@ def test_self_training_selects_exactly_the_confident_pairs():
     logits = torch.log(prob / (1 - prob)).requires_grad_(True)
     picked = confident_mask(prob, 0.2, 0.8)
     assert picked.tolist() == [True, False, False, False, True, True, True]
+    assert confident_mask(torch.tensor([0.2, 0.8]), 0.2, 0.8).tolist() == [False, False]   # strict, as ESAM's δ
     loss = self_training(logits, 0.2, 0.8)
     p = prob.numpy().astype(np.float64)
     sel = [0, 4, 5, 6]
@@ -100,3 +102,33 @@ def test_trained_esam_beats_a_random_ranking(funnel_world):
     recall = (np.take_along_axis(truth, top, 1).sum(1) / truth.sum(1)).mean()
     random_recall = 20 / split.n_items        # a random ranking's expected recall@20 over the catalogue
     assert recall > 2 * random_recall, (recall, random_recall)
+
+
+def test_extra_loss_is_the_weighted_sum_of_the_three_terms(funnel_world):
+    """The training term on a batch equals λ1·L_DA + λ2·L_DC^c + λ3·L_DC^p recomputed here: source = each row's
+    click and its Space-A negatives, target = the Space-B items drawn at the same positions, labels 1 / 0, the
+    query = the row's request, the logits with the model's offset."""
+    ds, split = funnel_world
+    model = make_esam(epochs=1, layers=[16, 8], lambda_da=0.7, lambda_dc=0.3, lambda_st=0.5)
+    ctx = FitContext.for_split(split, ds, seed=0, device=default_device())
+    model.fit(split.train, None, ctx)
+    data = model.training_pairs(split.train, ctx, np.random.default_rng(1))
+    rows = np.arange(40)
+    batch = {k: torch.as_tensor(v[rows]) for k, v in data.items() if isinstance(v, np.ndarray)}
+    batch["seq"] = torch.as_tensor(histories(split.train, data["user"][rows], data["time"][rows], model.max_len,
+                                             model.n_items))
+    with torch.no_grad():
+        got = float(model.extra_loss(batch, torch.zeros(len(rows), data["items"].shape[1])))
+        shown = np.concatenate([np.ones((len(rows), 1), bool), data["space"][rows] == 2], 1)
+        src = torch.as_tensor(data["items"][rows][shown])
+        tgt = torch.as_tensor(data["target"][rows][shown])
+        label = torch.as_tensor(np.broadcast_to(np.arange(shown.shape[1]) == 0, shown.shape)[shown].astype(int))
+        query = torch.as_tensor(np.broadcast_to(data["request"][rows][:, None], shown.shape)[shown])
+        vs, vt = model.item_vec(src), model.item_vec(tgt)
+        user = torch.as_tensor(np.broadcast_to(data["user"][rows][:, None], shown.shape)[shown])
+        seq = batch["seq"][torch.as_tensor(np.nonzero(shown)[0])]
+        logits = (model.user_vec(user, seq) * vt).sum(-1) + model.offset
+        want = (0.7 * correlation_alignment(vs, vt) + 0.3 * center_clustering(vs, label, query, 0.2, 0.9)
+                + 0.5 * self_training(logits, 0.2, 0.8))
+    assert shown.sum() > len(rows)
+    assert got == pytest.approx(float(want), rel=1e-5)

@@ -19,15 +19,17 @@ displayed, Space B of the same request) with
   of label k; Σ_j max(0, ‖v̂_j − c_q^{y_j}‖² − m1) + Σ_{k<k'} max(0, m2 − ‖c_q^k − c_q^{k'}‖²), the first term
   averaged over the batch's source items and the second over the queries that have both labels (ESAM sums);
 - L_DC^p (ESAM eq. 8, self-training on the target): −Σ_j δ(Sc_j < p1 or Sc_j > p2)·Sc_j·log Sc_j with
-  Sc_j = σ(s(u, d_j^t)), the confident target pairs pushed further to 0 or 1, divided by the number of target pairs.
+  Sc_j = σ(s(u, d_j^t) + the base's logit offset) (the BCE's probability), the confident target pairs pushed
+  further to 0 or 1, divided by the number of target pairs.
 
 The target batch: per source item of a row, one Space-B item of the row's request (`FunnelRows.draw_stage`, a
 request without B borrows one of another request's), redrawn each epoch; so n_s = n_t in L_DA and every target
 pair has its query's user for L_DC^p.
 
-Defaults: m1 = 0.2, m2 = 0.9 (the margins of the authors' code, A-bone1/ESAM test/center_loss.py), p1 = 0.2,
-p2 = 0.8 (ESAM's thresholds, also the authors' code). λ1 = 0.7, λ2 = 0.3, λ3 = 0.5: ESAM tunes its λs per
-dataset and its text was not available to check them here; these are our settings, not verified paper values.
+Defaults: m1 = 0.2, m2 = 0.9 (the margins of the authors' code, A-bone1/ESAM test/center_loss.py); p1 = 0.2,
+p2 = 0.8 (the confidence thresholds of the authors' code, models/item_ranking/NeuMF_cikm.py); λ1 = 0.7, λ2 = 0.3,
+λ3 = 0.5: ESAM tunes its λs per dataset and its text was not available to check them here, so these are our
+settings, not verified paper values.
 """
 from __future__ import annotations
 
@@ -137,7 +139,8 @@ class EsamLosses:
                 query = batch["request"][:, None].expand_as(src)
                 out = out + self.lambda_dc * center_clustering(vs, label[mask], query[mask], self.m1, self.m2)
         if self.lambda_st:
-            logits = self.score_pairs(batch["user"], batch["seq"], tgt)
+            # the BCE's logits: the tower score plus the base's trained global offset
+            logits = self.score_pairs(batch["user"], batch["seq"], tgt) + self.offset
             out = out + self.lambda_st * self_training(logits[mask], self.p1, self.p2)
         return out
 
