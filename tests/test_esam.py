@@ -9,6 +9,7 @@ import torch
 from harness.model import FitContext, default_device
 from harness.registry import Registry
 from harness.testing import check_plugin
+from plugins.models.dat import DAT
 from plugins.models.esam import (
     center_clustering,
     confident_mask,
@@ -16,7 +17,7 @@ from plugins.models.esam import (
     make_esam,
     self_training,
 )
-from plugins.models.funnel_towers import histories
+from plugins.models.funnel_towers import FunnelTwoTower, histories
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,15 @@ def funnel_world():
     return ds, reg.create("split", "funnel", test_days=7.0).split(ds, 0)
 
 
-def test_esam_passes_the_conformance_kit():
-    check_plugin("model", "esam", epochs=1)
+@pytest.mark.parametrize("tower", ["youtube_dnn", "dat"])
+def test_esam_passes_the_conformance_kit(tower):
+    check_plugin("model", "esam", epochs=1, tower=tower)
+
+
+def test_the_towers_are_youtube_dnn_and_dat():
+    assert isinstance(make_esam(), FunnelTwoTower) and not isinstance(make_esam(), DAT)
+    dat = make_esam(tower="dat", mimic_user=0.25)
+    assert isinstance(dat, DAT) and dat.mimic_user == 0.25 and dat.sampling == "ss_ab"
 
 
 def test_correlation_alignment_is_zero_for_identical_domains():
@@ -90,10 +98,11 @@ def test_the_target_domain_is_space_b(funnel_world):
     assert set(np.unique(data["space"]).tolist()) <= {1, 2}
 
 
-def test_trained_esam_beats_a_random_ranking(funnel_world):
+@pytest.mark.parametrize("tower", ["youtube_dnn", "dat"])
+def test_trained_esam_beats_a_random_ranking(funnel_world, tower):
     ds, split = funnel_world
     torch.manual_seed(0)
-    model = make_esam(epochs=20, layers=[64, 32])
+    model = make_esam(tower=tower, epochs=20, layers=[64, 32])
     model.fit(split.train, None, FitContext.for_split(split, ds, seed=0, device=default_device()))
     ev = split.test
     u, v = model.factors(ev.states)
@@ -104,12 +113,13 @@ def test_trained_esam_beats_a_random_ranking(funnel_world):
     assert recall > 2 * random_recall, (recall, random_recall)
 
 
-def test_extra_loss_is_the_weighted_sum_of_the_three_terms(funnel_world):
+@pytest.mark.parametrize("tower", ["youtube_dnn", "dat"])
+def test_extra_loss_is_the_weighted_sum_of_the_three_terms(funnel_world, tower):
     """The training term on a batch equals λ1·L_DA + λ2·L_DC^c + λ3·L_DC^p recomputed here: source = each row's
     click and its Space-A negatives, target = the Space-B items drawn at the same positions, labels 1 / 0, the
-    query = the row's request, the logits with the model's offset."""
+    query = the row's request, the logits with the model's offset (and DAT's mimic losses on tower dat)."""
     ds, split = funnel_world
-    model = make_esam(epochs=1, layers=[16, 8], lambda_da=0.7, lambda_dc=0.3, lambda_st=0.5)
+    model = make_esam(tower=tower, epochs=1, layers=[16, 8], lambda_da=0.7, lambda_dc=0.3, lambda_st=0.5)
     ctx = FitContext.for_split(split, ds, seed=0, device=default_device())
     model.fit(split.train, None, ctx)
     data = model.training_pairs(split.train, ctx, np.random.default_rng(1))
@@ -130,5 +140,8 @@ def test_extra_loss_is_the_weighted_sum_of_the_three_terms(funnel_world):
         logits = (model.user_vec(user, seq) * vt).sum(-1) + model.offset
         want = (0.7 * correlation_alignment(vs, vt) + 0.3 * center_clustering(vs, label, query, 0.2, 0.9)
                 + 0.5 * self_training(logits, 0.2, 0.8))
+        if tower == "dat":
+            loss_u, loss_v = model.mimic_losses(batch["user"], batch["seq"], batch["items"][:, 0])
+            want = want + 0.5 * loss_u + 0.5 * loss_v
     assert shown.sum() > len(rows)
     assert got == pytest.approx(float(want), rel=1e-5)

@@ -1,6 +1,6 @@
 """ESAM (Chen et al., SIGIR 2020, "Discriminative Domain Adaptation with Non-Displayed Items to Improve Long-Tail
-Performance") on UMA²'s funnel two-tower models: ESAM_YTB (`tower: youtube_dnn`), UMA²'s Table 1 competitor
-under SS-AB (ESAM_DAT, `tower: dat`, is added to `TOWERS` once plugins/models/dat.py's DAT is in).
+Performance") on UMA²'s funnel two-tower models: ESAM_YTB (`tower: youtube_dnn`) and ESAM_DAT (`tower: dat`, with
+DAT's mimic losses kept), UMA²'s Table 1 competitors under SS-AB.
 
 Why: a model trained on displayed items serves the whole catalogue; ESAM adapts the item representations from
 the source domain (displayed = exposed items, the click and Space A) to the target domain (recalled but not
@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.plugin import ConfigError, ModelSpec, Param, hookimpl
+from plugins.models.dat import DAT, dat_params
 from plugins.models.funnel_towers import FunnelTwoTower, tower_params
 
 SOURCE_CODES = (2, 3)
@@ -149,14 +150,22 @@ class EsamYTB(EsamLosses, FunnelTwoTower):
     """ESAM_YTB: YouTube DNN as ESAM's source model."""
 
 
-TOWERS = {"youtube_dnn": EsamYTB}
+class EsamDAT(EsamLosses, DAT):
+    """ESAM_DAT: DAT (augmented vectors, Adaptive-Mimic losses) as ESAM's source model."""
+
+
+TOWERS = {"youtube_dnn": EsamYTB, "dat": EsamDAT}
 
 
 def make_esam(tower: str = "youtube_dnn", sampling: str = "ss_ab", lambda_da: float = 0.7, lambda_dc: float = 0.3,
-              lambda_st: float = 0.5, m1: float = 0.2, m2: float = 0.9, p1: float = 0.2, p2: float = 0.8, **kw):
-    """ESAM on the chosen tower (ESAM_YTB or ESAM_DAT); the rest goes to the tower's constructor."""
+              lambda_st: float = 0.5, m1: float = 0.2, m2: float = 0.9, p1: float = 0.2, p2: float = 0.8,
+              mimic_user: float = 0.5, mimic_item: float = 0.5, **kw):
+    """ESAM on the chosen tower (ESAM_YTB or ESAM_DAT; DAT's mimic weights go to DAT only); the rest goes to the
+    tower's constructor."""
     if tower not in TOWERS:
         raise ConfigError(f"esam: unknown tower {tower!r}; choose one of {', '.join(TOWERS)}")
+    if tower == "dat":
+        kw.update(mimic_user=mimic_user, mimic_item=mimic_item)
     return TOWERS[tower](sampling=sampling, lambda_da=lambda_da, lambda_dc=lambda_dc, lambda_st=lambda_st,
                          m1=m1, m2=m2, p1=p1, p2=p2, **kw)
 
@@ -165,10 +174,11 @@ def esam_params() -> tuple[Param, ...]:
     """The tower's parameters (sampling defaulting to ss_ab, the paper's SS-AB) and ESAM's."""
     base = tuple(p for p in tower_params() if p.name != "sampling")
     sampling = next(p for p in tower_params() if p.name == "sampling")
-    extra = tuple(t for t in TOWERS if t != "youtube_dnn")
+    mimic = tuple(Param(p.name, p.type, p.default, p.help + " (tower dat only)", low=p.low, high=p.high)
+                  for p in dat_params())
     return (
-        Param("tower", "str", "youtube_dnn", "ESAM's source model: youtube_dnn (ESAM_YTB)"
-              + (" or dat (ESAM_DAT)" if extra else ""), choices=("youtube_dnn",) + extra),
+        Param("tower", "str", "youtube_dnn", "ESAM's source model: youtube_dnn (ESAM_YTB) or dat (ESAM_DAT)",
+              choices=tuple(TOWERS)),
         *base,
         Param("sampling", "str", "ss_ab", sampling.help, choices=sampling.choices),
         Param("lambda_da", "float", 0.7, "λ1: weight of L_DA, attribute correlation alignment", low=0.0),
@@ -180,6 +190,7 @@ def esam_params() -> tuple[Param, ...]:
               low=0.0, high=1.0),
         Param("p2", "float", 0.8, "self-training: a target pair with σ(score) > p2 is pseudo-positive",
               low=0.0, high=1.0),
+        *mimic,
     )
 
 
