@@ -97,6 +97,9 @@ def test_every_registered_model_fits_and_ranks_on_the_tiny_world(name):
     if "ctr" in spec.tasks:  # ctr models train on impressions
         ds = reg.create("dataset", "synthetic", n_users=80, n_items=30, days=30.0, impressions=True)
         split = reg.create("split", "impressions", test_days=5).split(ds, 0)
+    if "funnel" in spec.requires:  # UMA²'s models train on the funnel's spaces
+        ds = reg.create("dataset", "synthetic", n_users=80, n_items=30, days=30.0, funnel=True, recall_size=8)
+        split = reg.create("split", "funnel", test_days=7).split(ds, 0)
     params = {"epochs": 1} if "epochs" in spec.schema.names() else {}
     model = reg.create("model", name, **params)
     loss = reg.create("loss", spec.default_loss) if spec.default_loss else None
