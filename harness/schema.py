@@ -28,6 +28,9 @@ class Param:
     high: float | None = None
     choices: tuple | None = None
     nullable: bool = False
+    late: bool = False
+    """added after runs were recorded: while all of a plugin's late parameters are at their defaults they are left out
+    of a cell's configuration and config hash"""
 
     def describe(self) -> str:
         bits = [self.type]

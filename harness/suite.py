@@ -169,6 +169,12 @@ def _expand(kind: str, name: str, params: dict, registry: Registry, where: str, 
     for combo in itertools.product(*axes) if axes else [()]:
         resolved, probs = spec.schema.validate(dict(combo), where)
         problems.extend(p for p in probs if p not in problems)
+        # parameters added after runs were recorded (`late`) stay out of the cell and its config hash while every
+        # one of them is at its default, so those runs still resume and report (the plugin receives the same
+        # defaults either way); once one is set, all of them are in
+        late = [p for p in spec.params if p.late]
+        if all(resolved.get(p.name) == p.default for p in late):
+            resolved = {k: v for k, v in resolved.items() if k not in {p.name for p in late}}
         comps.append(Component(kind, name, resolved))
     return comps
 

@@ -125,6 +125,24 @@ def test_a_suite_file_without_name_takes_its_stem_and_the_cli_exits_2_on_a_typed
     assert "jobs: input should be a valid integer" in err and "Traceback" not in err
 
 
+def test_a_late_parameter_stays_out_of_the_config_at_its_default_only(registry):
+    """synthetic's funnel parameters came after runs were recorded: all at their defaults, the cells (and hashes)
+    are those of before; one set, all of them are part of the cell."""
+    from harness.suite import build_suite
+
+    base = {"datasets": [{"name": "synthetic", "n_users": 30, "n_items": 10}], "split": {"name": "temporal"},
+            "models": [{"name": "item_pop"}], "name": "late"}
+    plain = build_suite(base, registry).cells[0]
+    assert "funnel" not in plain.dataset.params and "impressions" in plain.dataset.params
+    same = build_suite(dict(base, datasets=[{"name": "synthetic", "n_users": 30, "n_items": 10,
+                                              "recall_size": 50}]), registry).cells[0]
+    assert same.config_hash == plain.config_hash
+    other = build_suite(dict(base, datasets=[{"name": "synthetic", "n_users": 30, "n_items": 10,
+                                               "recall_size": 40}]), registry).cells[0]
+    assert other.dataset.params["recall_size"] == 40 and other.config_hash != plain.config_hash
+    assert other.dataset.params["funnel"] is False and other.dataset.params["exposure_quality"] == 0.8
+
+
 def test_config_hashes_are_those_of_the_recorded_runs(registry):
     """Resume and the reports key on these: a change to how settings enter the hash orphans every stored run."""
     from harness.suite import load_suite

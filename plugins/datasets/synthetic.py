@@ -212,12 +212,12 @@ PARAMS = (
           low=0.0, high=1.0),
     Param("funnel", "bool", False, "add the funnel layer (UMA²): per request a recall set, exposures and clicks "
                                    "with known propensities; events recall / exposure / click, features request, "
-                                   "slot"),
+                                   "slot", late=True),
     Param("recall_size", "int", 50, "funnel: expected items recalled per request (p1 = min(1, size·softmax))",
-          low=1),
-    Param("recall_noise", "float", 1.0, "funnel: std of the recaller's fixed per-item error ε_y", low=0.0),
+          low=1, late=True),
+    Param("recall_noise", "float", 1.0, "funnel: std of the recaller's fixed per-item error ε_y", low=0.0, late=True),
     Param("exposure_quality", "float", 0.8, "funnel: exposure ranks the recalled by q·log p(y|x) + (1-q)·b_y",
-          low=0.0, high=1.0),
+          low=0.0, high=1.0, late=True),
 )
 
 
