@@ -20,6 +20,12 @@ items with known p1, an exposure of about `slots` of them with known p2 = P(expo
 one row per recalled (request, item), event `recall` / `exposure` / `click` (its deepest stage), features
 `request` and `slot`. The truth knows p1, p2 and the click probability of every row (`recall_prob`,
 `exposure_prob`, `click_prob`) and p1 of any (request, item). The `funnel` split reads it.
+
+Resource-limited layer (`resources: true`, IMN-Net; `plugins.datasets.resources`): the same event times, every
+event a `click` whose item is re-drawn in time order from p(y | x)·a(y; r) (unaffordable or sold-out items down-
+weighted), purchases (event `purchase`, same time, right after the click) with a known probability given the item's
+price, its daily stock and the user's recovering budget; feature `price`. The truth keeps prices, stocks, budgets
+and, per event, `budget_before`, `stock_before` and `purchase_prob`; its p(y | x) stays the unconstrained interest.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import numpy as np
 
 from harness.plugin import Dataset, DatasetSpec, Interactions, Param, hookimpl, require_memory
 from plugins.datasets.funnel import STAGE_EVENTS, make_funnel
+from plugins.datasets.resources import make_resources, resource_log
 from plugins.datasets.world import event_contexts, hawkes_times, sample_marks
 from plugins.datasets.world_truth import BLOCK_CELLS, WorldTruth
 
@@ -140,15 +147,37 @@ def _with_layer(user, item, time, layer: dict, truth_fields: dict, truth: WorldT
 def make_world_dataset(impressions: bool = False, n_requests: int | None = None, slots: int = 5,
                        position_bias: float = 0.7, click_bias: float = -1.0, click_scale: float = 1.0,
                        recall_quality: float = 0.5, funnel: bool = False, recall_size: int = 50,
-                       recall_noise: float = 1.0, exposure_quality: float = 0.8, **params) -> Dataset:
+                       recall_noise: float = 1.0, exposure_quality: float = 0.8, resources: bool = False,
+                       price_sigma: float = 1.0, stock_scale: float = 0.2, budget_scale: float = 3.0,
+                       budget_sigma: float = 0.5, budget_recovery: float = 0.1, purchase_base: float = 0.5,
+                       purchase_shape: float = 1.0, limit_weight: float = 0.1, **params) -> Dataset:
     """The `synthetic` factory: a Dataset (time unit "day") with `truth` set to its WorldTruth. With
     `impressions`, exposures (event `impression` / `click`, feature `slot`) join the organic events (event
-    `organic`), and `truth.click_probability` knows each exposure's click probability."""
+    `organic`), and `truth.click_probability` knows each exposure's click probability. With `resources`, clicks
+    and purchases under prices, stocks and budgets (`plugins.datasets.resources`)."""
     if impressions and funnel:
         raise ValueError("impressions and funnel are two layers of one kind: choose one (impressions: DMR's "
                          "exposures; funnel: UMA²'s recall → exposure → click)")
+    if resources and (impressions or funnel):
+        raise ValueError("resources re-draws the organic events as clicks and purchases; it does not combine with "
+                         "impressions or funnel: choose one layer")
     user, item, time, truth = make_world(**params)
     extra: dict = {}
+    if resources:
+        res = make_resources(truth, user, time, price_sigma, stock_scale, budget_scale, budget_sigma,
+                             budget_recovery, purchase_base, purchase_shape, limit_weight, params.get("seed", 0))
+        log = resource_log(user, time, res)
+        for name in ("price", "stock_full", "budget_cap", "budget_rate"):
+            setattr(truth, name, res[name])
+        for name in ("budget_before", "stock_before", "purchase_prob"):
+            setattr(truth, name, log[name])
+        truth.purchase_base, truth.purchase_shape = float(purchase_base), float(purchase_shape)
+        truth.limit_weight = float(limit_weight)
+        user, item, time = log["user"], log["item"], log["time"]
+        extra = {"event": log["event"], "features": {"price": log["price"]}}
+        params = dict(params, resources=True, price_sigma=price_sigma, stock_scale=stock_scale,
+                      budget_scale=budget_scale, budget_sigma=budget_sigma, budget_recovery=budget_recovery,
+                      purchase_base=purchase_base, purchase_shape=purchase_shape, limit_weight=limit_weight)
     if funnel:
         n_req = int(n_requests) if n_requests is not None else 5 * truth.n_users
         rows, req = make_funnel(truth, user, item, time, n_req, recall_size, slots, recall_quality, recall_noise,
@@ -218,6 +247,23 @@ PARAMS = (
     Param("recall_noise", "float", 1.0, "funnel: std of the recaller's fixed per-item error ε_y", low=0.0, late=True),
     Param("exposure_quality", "float", 0.8, "funnel: exposure ranks the recalled by q·log p(y|x) + (1-q)·b_y",
           low=0.0, high=1.0, late=True),
+    Param("resources", "bool", False, "add the resource-limited layer (IMN-Net): events click / purchase under item "
+                                      "prices, daily stocks and recovering user budgets; feature price", late=True),
+    Param("price_sigma", "float", 1.0, "resources: log-normal sigma of item prices (median 1)", low=0.0, late=True),
+    Param("stock_scale", "float", 0.2, "resources: daily stock = max(1, ceil(scale x the item's expected clicks per "
+                                       "day without limits)), replenished every day", low=0.0, late=True),
+    Param("budget_scale", "float", 3.0, "resources: median user budget capacity, in median prices", low=0.0,
+          late=True),
+    Param("budget_sigma", "float", 0.5, "resources: log-normal sigma of budget capacities", low=0.0, late=True),
+    Param("budget_recovery", "float", 0.1, "resources: fraction of its capacity a budget recovers per day", low=0.0,
+          late=True),
+    Param("purchase_base", "float", 0.5, "resources: P(purchase | click) = base x (1 - price/budget)^shape when "
+                                         "affordable and in stock, else 0", low=0.0, high=1.0, late=True),
+    Param("purchase_shape", "float", 1.0, "resources: the shape exponent of P(purchase | click)", low=0.0,
+          late=True),
+    Param("limit_weight", "float", 0.1, "resources: the click law p(y|x) is multiplied by this per binding limit "
+                                        "(unaffordable, sold out); 1 = limits do not shift clicks", low=0.0,
+          high=1.0, late=True),
 )
 
 

@@ -78,6 +78,17 @@ class WorldTruth:
     exposure_prob: np.ndarray | None = None   # p2 = P(exposed | recalled) per event of the log (nan: organic)
     request_user: np.ndarray | None = None    # per funnel request: its user, last organic item before it
     request_last: np.ndarray | None = None
+    # resource-limited layer (plugins.datasets.resources): prices, stocks, budgets and the state at every event
+    price: np.ndarray | None = None           # (n_items,) item prices (log-normal, median 1)
+    stock_full: np.ndarray | None = None      # (n_items,) units in stock at the start of every day
+    budget_cap: np.ndarray | None = None      # (n_users,) budget capacities (the budget at time 0)
+    budget_rate: np.ndarray | None = None     # (n_users,) budget recovered per day, up to the capacity
+    budget_before: np.ndarray | None = None   # per event of the log: the user's budget just before its click
+    stock_before: np.ndarray | None = None    # per event of the log: the item's stock just before its click
+    purchase_prob: np.ndarray | None = None   # per event: P(purchase | click, state) (nan: purchase rows)
+    purchase_base: float | None = None
+    purchase_shape: float | None = None
+    limit_weight: float | None = None         # a(y; r) factor per binding limit in the click law
 
     @property
     def n_users(self) -> int:
