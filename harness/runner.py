@@ -21,20 +21,14 @@ from .registry import Registry
 from .suite import Cell, Suite
 from .tracking import CellRecord, Tracker
 
-__all__ = ["run_cell", "run_suite", "make_tracker", "metric_directions", "environment"]
+__all__ = ["run_cell", "run_suite", "make_tracker", "metric_directions", "environment", "new_record"]
 
 
 def run_cell(cell: Cell, registry: Registry, progress: Callable[[str, int, int], None] | None = None,
              artifact_dir: Path | None = None) -> CellRecord:
     """Fit once and evaluate every task, candidate protocol and metric on the same scores.
     Never raises for a failing cell: the record says FAILED and carries the traceback."""
-    rec = CellRecord(suite=cell.suite, config_hash=cell.config_hash, run_name=cell.run_name, status="FINISHED",
-                     params=cell.flat_params(), start_time=time.time())
-    rec.tags = {"matchbench.model": cell.model.name, "matchbench.dataset": cell.dataset.name,
-                # the suite's labels (harness.suite): the report's rows and columns, read back from these tags
-                "matchbench.method": cell.labels.get("method", cell.model.name),
-                "matchbench.dataset_label": cell.labels.get("data", cell.dataset.name)}
-    rec.tags["matchbench.directions"] = json.dumps(metric_directions(cell, registry), sort_keys=True)
+    rec = new_record(cell, registry)
     if cell.skip_reason:
         rec.status, rec.reason, rec.end_time = "SKIPPED", cell.skip_reason, time.time()
         return rec
@@ -50,6 +44,19 @@ def run_cell(cell: Cell, registry: Registry, progress: Callable[[str, int, int],
         discard_scratch(rec)
         raise
     rec.end_time = time.time()
+    return rec
+
+
+def new_record(cell: Cell, registry: Registry) -> CellRecord:
+    """A cell's record before it runs: FINISHED until something fails, with its params and the tags the report
+    reads (also the record of a cell whose worker died, harness.executors)."""
+    rec = CellRecord(suite=cell.suite, config_hash=cell.config_hash, run_name=cell.run_name, status="FINISHED",
+                     params=cell.flat_params(), start_time=time.time())
+    rec.tags = {"matchbench.model": cell.model.name, "matchbench.dataset": cell.dataset.name,
+                # the suite's labels (harness.suite): the report's rows and columns, read back from these tags
+                "matchbench.method": cell.labels.get("method", cell.model.name),
+                "matchbench.dataset_label": cell.labels.get("data", cell.dataset.name)}
+    rec.tags["matchbench.directions"] = json.dumps(metric_directions(cell, registry), sort_keys=True)
     return rec
 
 
@@ -86,13 +93,19 @@ def make_tracker(registry: Registry, suite: Suite, uri: str | None = None) -> Tr
 
 def run_suite(suite: Suite, registry: Registry, executor, tracker: Tracker, rerun: bool = False,
               on_record: Callable[[CellRecord, int, int], None] | None = None,
-              progress: Callable[[str, int, int], None] | None = None) -> list[CellRecord]:
+              progress: Callable[[str, int, int], None] | None = None,
+              on_note: Callable[[str], None] | None = None) -> list[CellRecord]:
     """Execute the suite's cells (skipping FINISHED ones unless `rerun`), recording each in the tracker
     from this process only. Returns the records of this invocation.
 
     The data of the cells to run is loaded and split first (`harness.preflight`): a data problem raises a
     DataError before anything is trained or recorded. However the suite ends (an exception, Ctrl-C), the
-    tracker's invocation is closed: FAILED, or KILLED when interrupted, so no run is left RUNNING."""
+    tracker's invocation is closed: FAILED, or KILLED when interrupted, so no run is left RUNNING. Runs that a
+    driver killed outright (kill -9, a lost machine) left RUNNING are marked KILLED first (`on_note` hears of it);
+    they never count as finished."""
+    closed = tracker.close_abandoned(suite.name)
+    if closed and on_note:
+        on_note(f"{closed} run(s) of {suite.name!r} left RUNNING by a driver that died were marked KILLED")
     done = set() if rerun else tracker.finished_hashes(suite.name)
     todo = [c for c in suite.cells if c.config_hash not in done]
     runnable = by_data_group([c for c in todo if not c.skip_reason])

@@ -7,6 +7,8 @@ Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,36 @@ class CellRecord:
         return self.end_time - self.start_time
 
 
+def _process_start(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, from /proc/PID/stat), "" where unknown: with the pid it
+    names one process, even after the pid is reused."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def driver_id() -> str:
+    """This process as `host:pid:start`: a tracker tags its suite invocation with it, so that a later one can tell
+    whether the driver that opened it still runs (`driver_alive`)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def driver_alive(driver: str) -> bool | None:
+    """Whether the driver `host:pid:start` (driver_id) still runs: True or False on its own host; None on another
+    host or for a malformed id (this process cannot tell)."""
+    host, pid, start = (driver.rsplit(":", 2) + ["", ""])[:3]
+    if not pid.isdigit() or host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it runs
+        pass
+    return not start or _process_start(int(pid)) in ("", start)
+
+
 class Tracker:
     """Lifecycle of one suite invocation, plus read-back for resume and reports."""
 
@@ -59,6 +91,16 @@ class Tracker:
 
     def suite_finished(self, status: str = "FINISHED") -> None:
         """Close the invocation."""
+
+    def close_abandoned(self, suite: str) -> int:
+        """Mark KILLED the runs of `suite` left RUNNING by a driver that no longer runs (kill -9, a lost machine);
+        the runs of a driver still at work are left alone. Returns how many were closed."""
+        return 0
+
+    def study_storage(self) -> str | None:
+        """Where tuned cells keep their Optuna studies (a database URL beside this tracker's store), so a rerun
+        resumes them; None keeps them in memory (a rerun starts them again)."""
+        return None
 
     def finished_hashes(self, suite: str) -> set[str]:
         """Config hashes of cells of `suite` that already have a FINISHED record (for resume)."""

@@ -183,10 +183,12 @@ class MlflowTracker(Tracker):
     def suite_started(self, suite: str, config: dict[str, Any], n_cells: int) -> None:
         from mlflow.entities import Param as MParam
 
+        from harness.plugin import driver_id  # the driver tag: a later invocation closes this run if it dies
+
         self.suite = suite
         exp_id = self._ensure_experiment(suite)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        tags = {"matchbench.suite": suite, "matchbench.kind": "parent"}
+        tags = {"matchbench.suite": suite, "matchbench.kind": "parent", "matchbench.driver": driver_id()}
         run = retry(lambda: self.client.create_run(exp_id, tags=tags, run_name=f"{suite} {stamp}"))
         self.parent_id = run.info.run_id
         self._log_batch(self.parent_id, params=[MParam("n_cells", str(int(n_cells)))])
@@ -263,6 +265,42 @@ class MlflowTracker(Tracker):
         parent = self.parent_id
         retry(lambda: self.client.set_terminated(parent, status))
         self.parent_id = None
+
+    def close_abandoned(self, suite: str) -> int:
+        """Parent runs left RUNNING by a driver that no longer runs on this host (or that carry no driver tag), and
+        cell runs left RUNNING under such a parent or a closed one: marked KILLED (attribute and status tag), with
+        `matchbench.killed_reason`. A RUNNING parent whose driver ran on another host is left alone: this host
+        cannot tell whether it still runs (its cells are not counted as finished either way)."""
+        from mlflow.entities import RunTag
+
+        from harness.plugin import driver_alive, driver_id
+
+        runs = self._search(suite, "attributes.status = 'RUNNING'")
+        parents = {r.info.run_id: r for r in runs if r.data.tags.get("matchbench.kind") == "parent"}
+        dead = {run_id for run_id, r in parents.items()
+                if driver_alive(r.data.tags.get("matchbench.driver", "")) is False
+                or "matchbench.driver" not in r.data.tags}
+        closed = 0
+        for r in runs:
+            tags = r.data.tags
+            if tags.get("matchbench.kind") == "parent":
+                if r.info.run_id not in dead:
+                    continue
+                why = f"its driver ({tags.get('matchbench.driver', 'unknown')}) no longer runs"
+            elif tags.get("matchbench.kind") == "cell":
+                parent = tags.get("mlflow.parentRunId")
+                if parent in parents and parent not in dead:
+                    continue
+                why = "its suite invocation ended before the run was closed"
+            else:
+                continue
+            new = [RunTag("matchbench.killed_reason", f"{why}; closed by {driver_id()}")]
+            if tags.get("matchbench.kind") == "cell":
+                new.append(RunTag("matchbench.status", "KILLED"))
+            retry(lambda rid=r.info.run_id, t=new: self.client.log_batch(rid, tags=t))
+            retry(lambda rid=r.info.run_id: self.client.set_terminated(rid, "KILLED"))
+            closed += 1
+        return closed
 
     # ----------------------------------------------------------------- reading
     def _search(self, suite: str, filter_string: str) -> list:
