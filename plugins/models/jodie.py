@@ -209,7 +209,7 @@ class Jodie(Model):
         gen = torch.Generator().manual_seed(ctx.seed)
         self.n_users, self.n_items = train.n_users, train.n_items
         (u, i, t), ev, ptr, w_ptr = self._prepare(train)
-        self.net = JodieNet(self.n_users, self.n_items, self.d, ev["f"].shape[1], gen)
+        self.net = self._network(self.n_users, self.n_items, ev["f"].shape[1], gen)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.train_user, self.train_item, self.train_time = u, i, t
         self._by_user = np.lexsort((np.arange(len(u)), t, u))
@@ -230,42 +230,63 @@ class Jodie(Model):
                 if score > best:
                     best, since = score, 0
                     best_state = ({k: v.clone() for k, v in self.net.state_dict().items()},
-                                  self.I_end.clone(), self.traj.clone())
+                                  {k: v.clone() for k, v in self._kept().items()})
                 else:
                     since += 1
                     if since >= self.patience:
                         break
         if best_state is not None:
             self.net.load_state_dict(best_state[0])
-            self.I_end, self.traj = best_state[1], best_state[2]
+            for k, v in best_state[1].items():
+                setattr(self, k, v)
             self._finish()
 
+    def _kept(self) -> dict:
+        """What an epoch leaves for serving besides the network (saved with the best validation epoch)."""
+        return {"I_end": self.I_end, "traj": self.traj}
+
+    def _network(self, n_users, n_items, n_feat, gen) -> JodieNet:
+        return JodieNet(n_users, n_items, self.d, n_feat, gen)
+
     def _epoch(self, ev, ptr, w_ptr, opt, n) -> float:
-        """One pass over the training log: embeddings restart from u₀, i₀; one Adam step per time window."""
+        """One pass over the training log: embeddings restart from their initial vectors; one Adam step per time
+        window, after which the carried embeddings are detached."""
         net = self.net
         net.train()
-        # the initial vectors get gradients through the first window (the embeddings are detached after it)
-        U, I = net.u0[None].repeat(self.n_users, 1), net.i0[None].repeat(self.n_items + 1, 1)
-        traj = torch.empty(n, self.d)
+        state = self._start(n)
         total = 0.0
         for w in range(len(w_ptr) - 1):
             loss = 0.0
             for b in range(w_ptr[w], w_ptr[w + 1]):
-                s = slice(int(ptr[b]), int(ptr[b + 1]))
-                out, u_out, i_out = net.tbatch_loss(U, I, ev["u"][s], ev["i"][s], ev["prev"][s], ev["du"][s],
-                                                    ev["di"][s], ev["f"][s], self.lambda_u, self.lambda_i)
-                U = U.index_put((ev["u"][s],), u_out)
-                I = I.index_put((ev["i"][s],), i_out)
-                traj[ev["pos"][s]] = u_out.detach()
-                loss = loss + out
+                loss = loss + self._step(ev, slice(int(ptr[b]), int(ptr[b + 1])), state)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach())
-            U, I = U.detach(), I.detach()
-        self.I_end, self.traj = I.detach(), traj
+            for k in state["carried"]:
+                state[k] = state[k].detach()
+        self._end(state)
         net.eval()
         return total
+
+    def _start(self, n) -> dict:
+        """The carried embeddings at an epoch's start (the initial vectors get gradients through the first window)
+        and the user trajectory to fill."""
+        net = self.net
+        return {"U": net.u0[None].repeat(self.n_users, 1), "I": net.i0[None].repeat(self.n_items + 1, 1),
+                "traj": torch.empty(n, self.d), "carried": ("U", "I")}
+
+    def _step(self, ev, s, state) -> torch.Tensor:
+        """One t-batch (the events ev[s]): its loss; the carried embeddings and the trajectory updated."""
+        out, u_out, i_out = self.net.tbatch_loss(state["U"], state["I"], ev["u"][s], ev["i"][s], ev["prev"][s],
+                                                 ev["du"][s], ev["di"][s], ev["f"][s], self.lambda_u, self.lambda_i)
+        state["U"] = state["U"].index_put((ev["u"][s],), u_out)
+        state["I"] = state["I"].index_put((ev["i"][s],), i_out)
+        state["traj"][ev["pos"][s]] = u_out.detach()
+        return out
+
+    def _end(self, state) -> None:
+        self.I_end, self.traj = state["I"].detach(), state["traj"]
 
     def _finish(self):
         """Item factors [i ⊕ ī] from the items' embeddings at the end of training."""
@@ -278,6 +299,11 @@ class Jodie(Model):
     def predict_states(self, states: UserStates, rows: np.ndarray | None = None) -> torch.Tensor:
         """j̃ for states[rows]: the user's trajectory at its last training event before the cut, advanced through the
         history events after it, projected to the cut."""
+        return self.net.predict_item(*self._serve(states, rows))
+
+    def _serve(self, states: UserStates, rows: np.ndarray | None):
+        """The prediction layer's inputs (projected user, users, previous item's dynamic embedding, previous item)
+        for states[rows]; `_serve_begin`, `_serve_event` and `_serve_user` are the hooks a subclass extends."""
         rows = np.arange(len(states)) if rows is None else np.asarray(rows, np.int64)
         users = np.asarray(states.user, np.int64)[rows]
         cuts = np.asarray(states.time, np.float64)[rows]
@@ -295,6 +321,7 @@ class Jodie(Model):
         a, b = ptr[rows], ptr[rows + 1]
         n_new = b - a - _count_upto(h_time, a, b, t_last)
         f = torch.zeros(len(rows), self.net.user_rnn.input_size - self.d - 1)
+        extra = self._serve_begin(users, has, last)
         for k in range(int(n_new.max()) if len(rows) else 0):   # replay the history events not in training
             act = n_new > k
             pos = np.where(act, b - n_new + k, 0)
@@ -302,13 +329,26 @@ class Jodie(Model):
             dt = ti - np.where(np.isnan(t_last), self.t0, t_last)
             it = torch.as_tensor(np.where(act, h_item[np.minimum(pos, max(len(h_item) - 1, 0))], 0))
             new = self.net.update_user(u, self.I_end[it], torch.as_tensor(self._std(dt), dtype=torch.float32), f)
+            self._serve_event(extra, act, users, it, ti, new, f, same=(it.numpy() == prev) & (ti == t_last))
             u = torch.where(torch.as_tensor(act)[:, None], new, u)
             t_last = np.where(act, ti, t_last)
             prev = np.where(act, it.numpy(), prev)
         dt = cuts - np.where(np.isnan(t_last), self.t0, t_last)
-        proj = self.net.project(u, torch.as_tensor(self._std(dt), dtype=torch.float32))
+        proj = self._serve_user(extra, u, torch.as_tensor(self._std(dt), dtype=torch.float32), cuts)
         prev_t = torch.as_tensor(prev)
-        return self.net.predict_item(proj, torch.as_tensor(users), self.I_end[prev_t], prev_t)
+        return proj, torch.as_tensor(users), self.I_end[prev_t], prev_t
+
+    def _serve_begin(self, users, has, last):
+        """Extra per-state serving state (none for JODIE); `last`: each state's last training event, where `has`."""
+        return None
+
+    def _serve_event(self, extra, act, users, item, time, u_new, f, same) -> None:
+        """A replayed history event (for the states in `act`): `u_new` the user's updated embedding, `same` whether
+        it repeats the previous event's item and time."""
+
+    def _serve_user(self, extra, u, dt, cuts) -> torch.Tensor:
+        """The user embedding that the prediction layer sees: JODIE's projection û(cut)."""
+        return self.net.project(u, dt)
 
     def factors(self, states):
         return distance_factors(self.predict_states(states), self.item_vec)
