@@ -37,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the same store")
     ui.add_argument("--tracking-uri", default="sqlite:///mlruns.db")
     ui.add_argument("--port", type=int, default=5000)
+    sv = sub.add_parser("server", help="start an MLflow tracking server on 127.0.0.1 for a team's runs (Ctrl-C stops)")
+    sv.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks a free one)")
+    sv.add_argument("--backend-store-uri", default="sqlite:///mlruns.db",
+                    help="sqlite:///PATH.db (put in WAL mode) or postgresql://USER@HOST:PORT/DB "
+                         "(pip install 'matchbench[server]'); default sqlite:///mlruns.db")
+    sv.add_argument("--artifacts-destination", default=None, metavar="DIR",
+                    help="folder the server keeps artifacts in (default: mlartifacts/ beside the SQLite file)")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--workers", type=int, default=None, help="server worker processes (default: MLflow's, 4)")
     ds = sub.add_parser("datasets", help="list dataset plugins, show one, or fetch (verify + import) its files")
     ds.add_argument("action", choices=["list", "info", "fetch"])
     ds.add_argument("name", nargs="?")
@@ -202,6 +211,14 @@ def cmd_ui(args) -> int:
     import subprocess
     import time
 
+    if args.tracking_uri.split("://", 1)[0].lower() in ("http", "https"):  # a tracking server serves its own UI
+        from .errors import ConfigError
+
+        problem = tracking_uri_problem(args.tracking_uri)
+        if problem:
+            raise ConfigError(problem)
+        print(f"MLflow UI: open {args.tracking_uri.rstrip('/')} in a browser (the tracking server serves it)")
+        return 0
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
            "--host", "127.0.0.1", "--port", str(args.port)]
     print(f"MLflow UI on http://127.0.0.1:{args.port} ({args.tracking_uri}); Ctrl-C to stop", flush=True)
@@ -247,6 +264,27 @@ def cmd_ui(args) -> int:
     if stopped:
         return 0
     return code if code >= 0 else 128 - code
+
+
+def cmd_server(args) -> int:
+    """`matchbench server`: harness.server runs `mlflow server` in its own process group until Ctrl-C/SIGTERM."""
+    from .errors import ConfigError
+    from .server import ServerConfig, serve, sqlite_path
+
+    db = sqlite_path(args.backend_store_uri)
+    problem = None
+    if db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot create the folder {db.parent} ({exc.strerror or exc})"
+        problem = problem or tracking_uri_problem(args.backend_store_uri)
+    if problem:
+        why = problem.split(": ", 1)[-1].split("; ", 1)[0]
+        raise ConfigError(f"--backend-store-uri {args.backend_store_uri}: {why}; pass a .db file in a folder you "
+                          "can write to")
+    return serve(ServerConfig(port=args.port, backend_store_uri=args.backend_store_uri,
+                              artifacts_destination=args.artifacts_destination, host=args.host, workers=args.workers))
 
 
 def cmd_datasets(args) -> int:
@@ -458,7 +496,7 @@ def tracking_uri_problem(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | 
         except OSError as exc:
             why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
             return (f"tracking URI {uri!r}: no server answers at {parts.hostname}:{port} within {timeout:g} s "
-                    f"({why}); start it (mlflow server --host {parts.hostname} --port {port}) or fix the URI")
+                    f"({why}); start it (matchbench server --port {port}) or fix the URI")
     return None
 
 
@@ -478,7 +516,7 @@ def check_tracking(registry, suite, uri: str | None) -> None:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "results": cmd_results, "ui": cmd_ui,
-            "datasets": cmd_datasets}
+            "datasets": cmd_datasets, "server": cmd_server}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,10 +4,16 @@ Writes through an explicit `MlflowClient(tracking_uri=...)` (no global MLflow st
 so several trackers on different stores can live in one process. The default store is a local
 SQLite file; its artifacts go to `mlartifacts/` beside the database file, whatever the working
 directory. Every store call is retried with backoff when SQLite reports "database is locked",
-so parallel writers lose nothing.
+so parallel writers lose nothing: a SQLite store is put in WAL mode (readers never block the writer) and its
+schema is created under a file lock by the first process that opens it, so processes started together do not
+race on MLflow's migrations (MLflow itself sets a 20 s busy timeout on every session). A store or artifact root
+that cannot be written (permissions, a full disk) is one `TrackingStoreError` naming the path; the cell being
+recorded is closed FAILED, so a rerun redoes it and keeps every FINISHED one.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import random
@@ -21,7 +27,7 @@ from typing import Any, Callable, TypeVar
 import pandas as pd
 import yaml
 
-from harness.plugin import CellRecord, Param, Tracker, TrackerSpec, hookimpl
+from harness.plugin import CellRecord, MatchbenchError, Param, Tracker, TrackerSpec, hookimpl
 
 T = TypeVar("T")
 
@@ -33,9 +39,36 @@ METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
 PAGE = 1000
 _RETRYABLE = ("database is locked", "database table is locked", "database is busy", "unable to open database",
               "disk i/o error", "deadlock", "connection reset", "temporarily unavailable")
+_PERMANENT = ("readonly database", "read-only file system", "database or disk is full", "no space left on device",
+              "disk quota exceeded", "permission denied", "not a directory", "is a directory", "file exists")
+"""Messages of a store or artifact root that cannot be written: waiting does not help, the user must act."""
+_PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                     errno.EISDIR, errno.EEXIST}
+
+
+class TrackingStoreError(MatchbenchError):
+    """The tracking store or its artifact root cannot be written (or read): permissions, a full disk, a file
+    where a folder should be. The message names the path and the fix; the CLI exits 2 without a traceback."""
+
+
+def _storage_problem(exc: BaseException) -> str | None:
+    """What is wrong with the storage when `exc` says it cannot be written (or read), else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the OSError may sit under MLflow's or SQLAlchemy's wrapper
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
+            return f"{os.strerror(exc.errno)}" + (f" ({exc.filename})" if exc.filename else "")
+        text = str(exc).lower()
+        for needle in _PERMANENT:
+            if needle in text:
+                return {"readonly database": "the database file is read-only"}.get(needle, needle.capitalize())
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _retryable(exc: BaseException) -> bool:
+    if _storage_problem(exc) is not None:
+        return False
     text = f"{type(exc).__name__}: {exc}".lower()
     return any(s in text for s in _RETRYABLE) or type(exc).__name__ in ("OperationalError", "ConnectionError")
 
@@ -67,6 +100,60 @@ def _sqlite_path(uri: str) -> Path | None:
         if path and path != ":memory:":
             return Path(path)
     return None
+
+
+def _init_lock_path(db: Path) -> Path:
+    """The lock file that serialises opening (WAL, schema creation) of the SQLite store `db` on this machine."""
+    digest = hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"matchbench-sqlite-init-{digest}.lock"
+
+
+def open_sqlite_store(db: Path, open_store: Callable[[], T]) -> T:
+    """Open the SQLite store `db` with `open_store()` (which creates MLflow's tables when they are missing) while
+    holding an exclusive file lock, after putting the database in WAL mode: processes started at once then create
+    the schema once instead of racing on the migrations, and readers never block the single writer."""
+    try:
+        import fcntl
+    except ImportError:  # no fcntl (Windows): MLflow's own retries are all there is
+        _use_wal(db)
+        return open_store()
+    lock = _init_lock_path(db)
+    fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _use_wal(db)
+        return open_store()
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _use_wal(db: Path) -> None:
+    """Put the SQLite database `db` in WAL mode (a persistent property of the file); best effort: a read-only
+    copy stays as it is, and writing to it then fails with an error that names it."""
+    import sqlite3
+
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(str(db), timeout=30)
+        try:
+            if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+    except (sqlite3.Error, OSError):
+        pass
+
+
+def _local_path(uri: str | None) -> str | None:
+    """The local path of a file:// (or plain path) artifact URI, else None."""
+    if not uri:
+        return None
+    if uri.startswith("file:"):
+        from urllib.parse import urlsplit
+        from urllib.request import url2pathname
+
+        return url2pathname(urlsplit(uri).path)
+    return uri if "://" not in uri and ":" not in uri.split("/", 1)[0] else None
 
 
 def _safe_name(name: str) -> str:
@@ -101,6 +188,32 @@ class MlflowTracker(Tracker):
         self.suite: str | None = None
         self._experiment_ids: dict[str, str] = {}
         self._tmp: Path | None = None
+        self._broken = False  # a storage error was raised: closing the invocation is best effort
+
+    def _store_error(self, exc: BaseException, what: str, artifact_uri: str | None = None) -> BaseException:
+        """`exc` as a TrackingStoreError naming the path when it says the storage cannot be written (or read),
+        else `exc` itself. `what`: what was being written; `artifact_uri`: the artifact folder when it was an
+        artifact."""
+        if isinstance(exc, TrackingStoreError):
+            return exc
+        problem = _storage_problem(exc)
+        if problem is None:
+            return exc
+        self._broken = True
+        if artifact_uri is not None:
+            local = _local_path(artifact_uri)
+            where = (f"the artifact root {local}" if local else
+                     f"the artifact store {artifact_uri} (on the tracking server {self.uri}: its "
+                     "--artifacts-destination)")
+            fix = "free space or fix the folder's permissions (or move the store elsewhere with --tracking-uri)"
+        else:
+            db = _sqlite_path(self.uri)
+            where = f"the tracking store {db}" if db is not None else f"the tracking store {self.uri}"
+            fix = ("free space or make the database file and its folder writable, or pass another store with "
+                   "--tracking-uri")
+        return TrackingStoreError(
+            f"cannot write {what} to {where}: {problem}. Cells already FINISHED are kept in the store; {fix}, then "
+            "run the same command again to resume")
 
     @property
     def client(self):
@@ -109,7 +222,19 @@ class MlflowTracker(Tracker):
         if self._client is None:
             from mlflow import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.uri)
+            db = _sqlite_path(self.uri)
+            if db is None:
+                self._client = MlflowClient(tracking_uri=self.uri)
+            else:
+                def open_store():
+                    client = MlflowClient(tracking_uri=self.uri)
+                    retry(lambda: client.search_experiments(max_results=1))  # creates the tables if missing
+                    return client
+
+                try:
+                    self._client = open_sqlite_store(db, open_store)
+                except Exception as exc:
+                    raise self._store_error(exc, "the schema") from exc
         return self._client
 
     def _no_store(self) -> bool:
@@ -186,17 +311,23 @@ class MlflowTracker(Tracker):
         from harness.plugin import driver_id  # the driver tag: a later invocation closes this run if it dies
 
         self.suite = suite
-        exp_id = self._ensure_experiment(suite)
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        tags = {"matchbench.suite": suite, "matchbench.kind": "parent", "matchbench.driver": driver_id()}
-        run = retry(lambda: self.client.create_run(exp_id, tags=tags, run_name=f"{suite} {stamp}"))
-        self.parent_id = run.info.run_id
-        self._log_batch(self.parent_id, params=[MParam("n_cells", str(int(n_cells)))])
+        try:
+            exp_id = self._ensure_experiment(suite)
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            tags = {"matchbench.suite": suite, "matchbench.kind": "parent", "matchbench.driver": driver_id()}
+            run = retry(lambda: self.client.create_run(exp_id, tags=tags, run_name=f"{suite} {stamp}"))
+            self.parent_id = run.info.run_id
+            self._log_batch(self.parent_id, params=[MParam("n_cells", str(int(n_cells)))])
+        except Exception as exc:
+            raise self._store_error(exc, f"suite {suite!r}'s run") from exc
         plain = json.loads(json.dumps(config or {}, default=str))
         with tempfile.TemporaryDirectory(prefix="matchbench-mlflow-") as tmp:
             path = Path(tmp) / "suite.yaml"
             path.write_text(yaml.safe_dump(plain, sort_keys=False))
-            retry(lambda: self.client.log_artifact(self.parent_id, str(path)))
+            try:  # an artifact root that cannot be written stops the suite here, before any cell runs
+                retry(lambda: self.client.log_artifact(self.parent_id, str(path)))
+            except Exception as exc:
+                raise self._store_error(exc, "the suite's artifacts", run.info.artifact_uri) from exc
 
     def cell_finished(self, record: CellRecord) -> None:
         from mlflow.entities import Metric, RunTag
@@ -219,9 +350,13 @@ class MlflowTracker(Tracker):
         if record.error:
             tags["matchbench.error"] = record.error[:500]
         tags.update({str(k): str(v) for k, v in record.tags.items()})
-        run = retry(lambda: self.client.create_run(exp_id, start_time=_ms(start), tags={
-            k[:MAX_KEY_LENGTH]: v[:MAX_TAG_VAL_LENGTH] for k, v in tags.items()}, run_name=record.run_name))
-        run_id = run.info.run_id
+        what = f"cell {record.run_name!r}"
+        try:
+            run = retry(lambda: self.client.create_run(exp_id, start_time=_ms(start), tags={
+                k[:MAX_KEY_LENGTH]: v[:MAX_TAG_VAL_LENGTH] for k, v in tags.items()}, run_name=record.run_name))
+        except Exception as exc:
+            raise self._store_error(exc, what) from exc
+        run_id, stage = run.info.run_id, "store"
         try:
             ts = _ms(end)
             params = [MParam(str(k)[:MAX_KEY_LENGTH], _param_value(v)) for k, v in record.params.items()]
@@ -230,15 +365,27 @@ class MlflowTracker(Tracker):
             for name, points in record.curves.items():
                 metrics.extend(Metric(str(name)[:MAX_KEY_LENGTH], float(v), ts, int(step)) for step, v in points)
             self._log_batch(run_id, metrics=metrics, params=params)
+            stage = "artifacts"
             self._log_artifacts(run_id, record)
+            self._log_trials(exp_id, run_id, record)
+            stage = "store"
+            status = "FAILED" if record.status == "FAILED" else "FINISHED"
+            retry(lambda: self.client.set_terminated(run_id, status, end_time=_ms(end)))
         except BaseException as exc:  # record what went wrong with the recording itself, then close the run
             error = str(exc)[:500] or type(exc).__name__
             closed = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"  # never left RUNNING
-            retry(lambda: self.client.log_batch(run_id, tags=[RunTag("matchbench.tracking_error", error)]))
-            retry(lambda: self.client.set_terminated(run_id, closed, end_time=_ms(end)))
+            try:
+                retry(lambda: self.client.log_batch(run_id, tags=[RunTag("matchbench.tracking_error", error)]))
+                retry(lambda: self.client.set_terminated(run_id, closed, end_time=_ms(end)))
+            except Exception:  # the store itself cannot be written: the error below says so
+                if _storage_problem(exc) is None:
+                    raise
+            if isinstance(exc, Exception):
+                mapped = self._store_error(exc, f"{what}'s {'artifacts' if stage == 'artifacts' else 'results'}",
+                                           run.info.artifact_uri if stage == "artifacts" else None)
+                if mapped is not exc:
+                    raise mapped from exc
             raise
-        status = "FAILED" if record.status == "FAILED" else "FINISHED"
-        retry(lambda: self.client.set_terminated(run_id, status, end_time=_ms(end)))
 
     def _log_artifacts(self, run_id: str, record: CellRecord) -> None:
         with tempfile.TemporaryDirectory(prefix="matchbench-mlflow-") as tmp:
@@ -258,13 +405,52 @@ class MlflowTracker(Tracker):
             if any(staged.iterdir()):
                 retry(lambda: self.client.log_artifacts(run_id, str(staged)))
 
+    def _log_trials(self, exp_id: str, cell_run: str, record: CellRecord) -> None:
+        """A tuned cell's trials (`record.trials`), each a run nested under the cell's run (tag matchbench.kind
+        trial): parameters, validation metrics and curves; a pruned trial ends KILLED with status tag PRUNED."""
+        from mlflow.entities import Metric
+        from mlflow.entities import Param as MParam
+
+        for trial in record.trials:
+            start = trial.start_time or record.start_time
+            end = trial.end_time or start
+            tags = {"matchbench.suite": record.suite, "matchbench.kind": "trial", "mlflow.parentRunId": cell_run,
+                    "matchbench.config_hash": record.config_hash, "matchbench.status": trial.status,
+                    **{str(k): str(v) for k, v in trial.tags.items()}}
+            if trial.reason:
+                tags["matchbench.reason"] = str(trial.reason)
+            if trial.error:
+                tags["matchbench.error"] = trial.error[-MAX_TAG_VAL_LENGTH:]
+            run = retry(lambda t=trial, tg=tags, s=start: self.client.create_run(
+                exp_id, start_time=_ms(s), run_name=t.run_name,
+                tags={k[:MAX_KEY_LENGTH]: v[:MAX_TAG_VAL_LENGTH] for k, v in tg.items()}))
+            ts = _ms(end)
+            metrics = [Metric(str(k)[:MAX_KEY_LENGTH], float(v), ts, 0) for k, v in trial.metrics.items()]
+            for name, points in trial.curves.items():
+                metrics.extend(Metric(str(name)[:MAX_KEY_LENGTH], float(v), ts, int(step)) for step, v in points)
+            self._log_batch(run.info.run_id, metrics=metrics, params=[
+                MParam(str(k)[:MAX_KEY_LENGTH], _param_value(v)) for k, v in trial.params.items()])
+            status = {"FINISHED": "FINISHED", "PRUNED": "KILLED"}.get(trial.status, "FAILED")
+            retry(lambda r=run.info.run_id, st=status, e=ts: self.client.set_terminated(r, st, end_time=e))
+
+    def study_storage(self) -> str | None:
+        """A sidecar SQLite file named after an SQLite store (mlruns.db -> mlruns.optuna.db); None (in memory)
+        for a server or file store."""
+        db = _sqlite_path(self.uri)
+        return None if db is None else "sqlite:///" + str(db.resolve().with_name(db.stem + ".optuna.db"))
+
     def suite_finished(self, status: str = "FINISHED") -> None:
         if self.parent_id is None:
             return
         status = status if status in ("FINISHED", "FAILED", "KILLED") else "FINISHED"
         parent = self.parent_id
-        retry(lambda: self.client.set_terminated(parent, status))
         self.parent_id = None
+        try:
+            retry(lambda: self.client.set_terminated(parent, status))
+        except Exception as exc:
+            if self._broken:  # the error already raised names the storage problem; do not mask it
+                return
+            raise self._store_error(exc, "the suite's run") from exc
 
     def close_abandoned(self, suite: str) -> int:
         """Parent runs left RUNNING by a driver that no longer runs on this host (or that carry no driver tag), and
@@ -311,7 +497,7 @@ class MlflowTracker(Tracker):
             quote = '"' if "'" in suite else "'"
             filter_string += f" and tags.`matchbench.suite` = {quote}{suite}{quote}"
         out, token = [], None
-        while True:
+        while True:  # the store returns at most PAGE runs per call: follow the page token to the last one
             page = retry(lambda t=token: self.client.search_runs(
                 [exp_id], filter_string=filter_string, max_results=PAGE, page_token=t))
             out.extend(page)
