@@ -49,6 +49,8 @@ class Journey:
     source: ScoreSource | None = None
     served: set[str] = field(default_factory=set)
     results: list[tuple[EvalRequest, TaskResult]] = field(default_factory=list)
+    on_metric: Callable[[str, float, int], None] | None = None
+    """Hears every training-curve point the model logs (a tuning trial's pruner, harness.tuning)."""
 
     @property
     def settings(self):
@@ -69,6 +71,15 @@ def split(j: Journey) -> None:
     j.record.params.update({f"split.info.{k}": v for k, v in j.split.info.items() if np.isscalar(v)})
 
 
+def tune(j: Journey) -> None:
+    """A model entry's `tune:` block: an Optuna study on the split's validation set chooses the parameters the fit
+    step then fits and the test set measures once (harness.tuning); nothing for other cells."""
+    if j.cell.model.tune is not None:
+        from .tuning import run_study
+
+        run_study(j)
+
+
 def fit(j: Journey) -> None:
     cell, rec = j.cell, j.record
     loss = j.registry.create("loss", cell.loss.name, **cell.loss.params) if cell.loss else None
@@ -80,6 +91,8 @@ def fit(j: Journey) -> None:
 
     def log_metric(name: str, value: float, step: int) -> None:
         rec.curves.setdefault(name, []).append((int(step), float(value)))
+        if j.on_metric is not None:
+            j.on_metric(name, value, step)
 
     ctx = FitContext.for_split(j.split, j.dataset, seed=cell.seed, device=j.device, log_metric=log_metric,
                                progress=j.progress)
@@ -156,7 +169,7 @@ def plan(j: Journey) -> None:
                                              j.cell.seed, s.exclude_seen, s.budget_mib, s.block_size))
 
 
-STEPS = (load, split, fit, score, evaluate, truth, ctr, plan)
+STEPS = (load, split, tune, fit, score, evaluate, truth, ctr, plan)
 
 
 def travel(j: Journey, out: Path) -> None:

@@ -10,6 +10,7 @@ import tempfile
 import time
 import traceback
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -108,6 +109,8 @@ def run_suite(suite: Suite, registry: Registry, executor, tracker: Tracker, reru
         on_note(f"{closed} run(s) of {suite.name!r} left RUNNING by a driver that died were marked KILLED")
     done = set() if rerun else tracker.finished_hashes(suite.name)
     todo = [c for c in suite.cells if c.config_hash not in done]
+    studies = getattr(tracker, "study_storage", lambda: None)()  # tuned cells' Optuna studies (harness.tuning)
+    todo = [replace(c, study_storage=studies) if c.model.tune is not None else c for c in todo]
     runnable = by_data_group([c for c in todo if not c.skip_reason])
     records: list[CellRecord] = []
 

@@ -34,6 +34,8 @@ class Component:
     kind: str
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    tune: Any = None
+    """A model's `harness.tuning.TuneBlock`: the study that chooses some of its parameters, None for the rest."""
 
     def label(self, varying: set[str] = frozenset()) -> str:
         shown = {k: v for k, v in self.params.items() if k in varying}
@@ -53,6 +55,8 @@ class Cell:
     settings: EvalSettings
     skip_reason: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    study_storage: str | None = None
+    """Where a tuned cell's Optuna study lives (the runner sets it from the tracker); not part of the config."""
 
     def flat_params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model.name, "dataset": self.dataset.name, "split": self.split.name,
@@ -65,7 +69,10 @@ class Cell:
     def config(self) -> dict[str, Any]:
         """Everything that determines the cell's result (and nothing about where it is tracked)."""
         def comp(c):
-            return None if c is None else {"name": c.name, "params": c.params}
+            if c is None:
+                return None
+            # a tuned model's search space is part of it (a changed block is a new cell); others keep their hashes
+            return {"name": c.name, "params": c.params, **({"tune": c.tune.as_config()} if c.tune else {})}
 
         return {"dataset": comp(self.dataset), "split": comp(self.split), "model": comp(self.model),
                 "loss": comp(self.loss), "seed": self.seed, "settings": self.settings.as_config()}
@@ -231,6 +238,8 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         mn, mp = entry.name, entry.params
         where = f"models[{n}] {mn!r}"
         comps = _expand("model", mn, mp, registry, where, problems)
+        if entry.tune is not None:
+            comps = _tuned(entry, comps, splits, settings, registry, where, problems)
         if not comps:
             continue
         origin.update((id(comp), where) for comp in comps)
@@ -281,7 +290,8 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     cells = []
     for ds, split, (model, loss, reason), seed in itertools.product(datasets, splits, model_cells, seeds):
         labels = {"dataset": ds.label(varying["dataset"].get(ds.name, set())),
-                  "model": given_labels.get(id(model)) or model.label(varying["model"].get(model.name, set()))}
+                  "model": given_labels.get(id(model)) or model.label(varying["model"].get(model.name, set()))
+                  + (" (tuned)" if model.tune else "")}
         several = loss is not None and len(ran.get(model.name, ())) > 1  # the loss tells methods apart
         labels["method"] = labels["model"] + (f" · {loss.label(varying['loss'][loss.name])}" if several else "")
         labels["data"] = labels["dataset"] + (f" / {split.label(varying['split'][split.name])}" if split_shown else "")
@@ -302,8 +312,27 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
 
 
 def _key(*comps: Component | None) -> str:
-    """What makes components the same configuration: names and resolved parameters (defaults filled)."""
-    return json.dumps([None if c is None else [c.name, c.params] for c in comps], sort_keys=True, default=str)
+    """What makes components the same configuration: names and resolved parameters (defaults filled), and a
+    model's tune block."""
+    return json.dumps([None if c is None else [c.name, c.params] + ([c.tune.as_config()] if c.tune else [])
+                       for c in comps], sort_keys=True, default=str)
+
+
+def _tuned(entry, comps: list[Component], splits: list[Component], settings: EvalSettings, registry: Registry,
+           where: str, problems: list[str]) -> list[Component]:
+    """The entry's components with its parsed `tune:` block, every problem of the block added to `problems`."""
+    if not comps:  # an unknown model or parameter: already a problem
+        return comps
+    from .tuning import name_problems, parse_tune, tune_problems
+
+    block, probs = parse_tune(entry.tune, where)
+    problems.extend(probs)
+    if block is None:
+        problems.extend(name_problems(entry.tune, registry.get("model", entry.name), where))
+        return comps
+    problems.extend(p for p in tune_problems(block, registry.get("model", entry.name), comps, entry.params, splits,
+                                             settings, registry, where) if p not in problems)
+    return [Component(c.kind, c.name, c.params, block) for c in comps]
 
 
 def _unique(key: str, comps: list[Component], registry: Registry, warnings: list[str]) -> list[Component]:

@@ -78,6 +78,8 @@ class ModelEntry(Entry):
     loss: Any = Field(None,
                       description="loss name(s) or {name, **params} for this model only (else the suite's losses)")
     label: NonEmpty | None = Field(None, description="the method's name in reports (e.g. DMR-NO-AM)")
+    tune: dict[str, Any] | None = Field(None, description="an Optuna study per cell on the split's validation set: "
+                                        "{params, trials, metric, sampler, pruner} (harness.tuning)")
 
 
 class FullCandidates(_Strict):

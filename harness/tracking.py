@@ -44,6 +44,9 @@ class CellRecord:
     start_time: float = 0.0
     end_time: float = 0.0
     scratch: Path | None = None
+    trials: list["CellRecord"] = field(default_factory=list)
+    """A tuned cell's study (`harness.tuning`): one record per trial (status FINISHED, PRUNED or FAILED), which a
+    tracker nests under the cell's record."""
 
     @property
     def wall_time(self) -> float:

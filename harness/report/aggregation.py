@@ -20,8 +20,9 @@ import pandas as pd
 
 from ..tracking import Tracker
 
-# logged while fitting (training curves, early-stopping validation, timings): plotted, never a results table
-CURVE_PREFIXES = ("train/", "time/", "valid/")
+# logged while fitting (training curves, early-stopping validation, timings, a tuned cell's study): plotted, never a
+# results table
+CURVE_PREFIXES = ("train/", "time/", "valid/", "tune/")
 TRUTH = "truth"
 RESULT_COLUMNS = ["task", "method", "dataset", "metric", "mean", "std", "n_seeds"]
 LONG_COLUMNS = ["task", "method", "dataset", "metric", "seed", "value", "run_id", "direction"]
@@ -160,8 +161,12 @@ def results_table(tracker: Tracker, suite: str, configs: Iterable[str] | None = 
                   labels: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
     """FINISHED cells aggregated over seeds: one row per (task, method, dataset, metric) with mean, std
     (sample std, NaN for one seed) and n_seeds. Task `truth` holds the truth metrics, if any. `configs` and
-    `labels` as in `long_frame`."""
-    return aggregate(long_frame(tracker, suite, configs, labels)[1])
+    `labels` as in `long_frame`. A suite with tuned cells gets a `tuned` column: the parameters their studies
+    chose (harness.report.tuning)."""
+    from .tuning import with_tuned
+
+    df, long = long_frame(tracker, suite, configs, labels)
+    return with_tuned(aggregate(long), df)
 
 
 def results_csv(tracker: Tracker, suite: str, configs: Iterable[str] | None = None,

@@ -112,8 +112,10 @@ def tables_md(agg: pd.DataFrame, long: pd.DataFrame, pq: PerQuery | None, level:
 
 def results_markdown(tracker: Tracker, suite: str, per_query: bool = True, configs: Iterable[str] | None = None,
                      labels: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    _, long = long_frame(tracker, suite, configs, labels)
-    return tables_md(aggregate(long), long, PerQuery(tracker) if per_query else None)
+    from .tuning import tuning_md
+
+    df, long = long_frame(tracker, suite, configs, labels)
+    return tables_md(aggregate(long), long, PerQuery(tracker) if per_query else None) + tuning_md(df)
 
 
 def error_excerpt(tracker: Tracker, row: pd.Series, n_lines: int = 4) -> str:
@@ -231,6 +233,9 @@ def write_report(tracker: Tracker, suite: str, out_dir: Path = Path("reports"), 
         buf.write(str(note).strip() + "\n\n")
     buf.write(tables_md(agg, long, pq))
     buf.write("\n")
+    from .tuning import tuning_md
+
+    buf.write(tuning_md(df, tracker, plots_dir, out_dir))
     if views and not df.empty and any(views.get(k) for k in VIEW_KEYS):
         buf.write("## Views\n\n" + render(views, aggregate(long_all), df, tracker, plots_dir, out_dir))
     plots = learning_curves(df, tracker, plots_dir) + metric_vs_k(agg, plots_dir) if not df.empty else []

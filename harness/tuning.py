@@ -1,0 +1,458 @@
+"""Hyper-parameter tuning of one cell: a model entry's `tune:` block runs an Optuna study on the split's validation
+set, and the cell then fits and tests the chosen parameters once.
+
+    models:
+      - name: bpr
+        tune:
+          params: {factors: {int: [16, 128], log: true}, lr: {float: [1.0e-4, 1.0e-1], log: true},
+                   reg: {choice: [0, 1.0e-4, 1.0e-3]}}
+          trials: 30
+          metric: itemrec/ndcg_10        # measured on the split's validation set
+          sampler: tpe                   # tpe | random | grid
+          pruner: median                 # none | median (on the model's per-epoch validation curve)
+
+What keeps the choice honest: a trial sees a copy of the split whose test set *is* the validation set (the test
+targets are not in it), so no trial can read a test metric; the study's objective is the block's metric on that
+set. What makes it resumable: the study lives in an Optuna storage beside the tracking store (`Tracker.
+study_storage`, e.g. `mlruns.db` -> `mlruns.optuna.db`), named after the cell's configuration hash (which includes
+the tune block, so a changed search space is a new study); a rerun loads it and runs only the trials its budget
+still lacks. Trials a killed process left RUNNING are closed as FAILED (interrupted) and not counted.
+
+Every trial becomes a record nested under the cell's (`CellRecord.trials`: its parameters, validation metrics and
+curves, status FINISHED, PRUNED or FAILED), built from the study at the end, so trials of an earlier, interrupted
+attempt are recorded too. Trials of one study run one after another in the cell's worker.
+
+Internal: plugin authors use `harness.plugin`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import traceback
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+from .errors import did_you_mean
+from .tracking import CellRecord
+
+if TYPE_CHECKING:
+    from .journey import Journey
+    from .registry import Registry
+
+RANKING_TASKS = ("itemrec", "userrec")
+Number = Union[StrictInt, StrictFloat]
+
+
+class Distribution(BaseModel):
+    """One parameter's search space: `{int: [lo, hi]}`, `{float: [lo, hi]}` (both optionally `log: true` or a
+    `step`) or `{choice: [a, b, ...]}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    int_: tuple[StrictInt, StrictInt] | None = Field(None, alias="int", description="an integer range [lo, hi]")
+    float_: tuple[Number, Number] | None = Field(None, alias="float", description="a real range [lo, hi]")
+    choice: list[Any] | None = Field(None, min_length=1, description="the values to choose from")
+    log: StrictBool = Field(False, description="sample the range on a log scale (lo > 0)")
+    step: Number | None = Field(None, gt=0, description="the range's grid step (not with log)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Distribution":
+        given = [k for k, v in (("int", self.int_), ("float", self.float_), ("choice", self.choice)) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of int: [lo, hi], float: [lo, hi] or choice: [...]"
+                             + (f" (got {' and '.join(given)})" if given else ""))
+        rng = self.range
+        if rng is not None:
+            lo, hi = rng
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(f"the range [{lo}, {hi}] must be finite")
+            if lo > hi:
+                raise ValueError(f"the range [{lo}, {hi}] is empty: write it [low, high]")
+            if self.log and lo <= 0:
+                raise ValueError(f"log: true needs a positive range, got [{lo}, {hi}]")
+            if self.log and self.step is not None:
+                raise ValueError("log and step do not go together: drop one")
+            if self.int_ is not None and self.step is not None and not float(self.step).is_integer():
+                raise ValueError(f"an int range's step must be a whole number, got {self.step}")
+        elif self.log or self.step is not None:
+            raise ValueError("log and step apply to int and float ranges, not to choice")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "int" if self.int_ is not None else "float" if self.float_ is not None else "choice"
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        return self.int_ or self.float_
+
+    def grid(self) -> list[Any] | None:
+        """Every value of the space, or None where it is continuous (a float range without a step)."""
+        if self.choice is not None:
+            return list(self.choice)
+        lo, hi = self.range
+        if self.int_ is not None:
+            return list(range(lo, hi + 1, int(self.step or 1)))
+        if self.step is None:
+            return None
+        n = int(math.floor((hi - lo) / self.step + 1e-9))
+        return [lo + i * self.step for i in range(n + 1)]
+
+    def suggest(self, trial, name: str) -> Any:
+        if self.choice is not None:
+            return trial.suggest_categorical(name, self.choice)
+        lo, hi = self.range
+        if self.int_ is not None:
+            return trial.suggest_int(name, lo, hi, step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(name, float(lo), float(hi), step=self.step, log=self.log)
+
+    def as_config(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class TuneBlock(BaseModel):
+    """A model entry's `tune:` block: search `params` for `trials` trials, maximising (or minimising, as the metric
+    declares) `metric` on the split's validation set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    params: dict[StrictStr, Distribution] = Field(min_length=1, description="parameter -> its search space")
+    trials: StrictInt = Field(20, gt=0, description="the number of finished trials the study runs")
+    metric: StrictStr = Field(min_length=1, description="the objective, <task>/<metric>_<K> (e.g. itemrec/ndcg_10), "
+                                                        "measured on the split's validation set")
+    sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna's sampler")
+    pruner: Literal["none", "median"] = Field("none", description="stop trials whose validation curve lags "
+                                                                  "the median")
+
+    def as_config(self) -> dict[str, Any]:
+        """What enters the cell's configuration hash."""
+        return {"params": {k: d.as_config() for k, d in sorted(self.params.items())}, "trials": self.trials,
+                "metric": self.metric, "sampler": self.sampler, "pruner": self.pruner}
+
+    def budget(self) -> int:
+        """The trials to run: `trials`, or the grid's size where the grid sampler has fewer points."""
+        if self.sampler != "grid":
+            return self.trials
+        return min(self.trials, math.prod(len(d.grid() or ()) for d in self.params.values()))
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def parse_tune(raw: Any, where: str) -> tuple[TuneBlock | None, list[str]]:
+    """The typed block and its structural problems (each with its key path), or (None, problems)."""
+    from pydantic import ValidationError
+
+    from .schema import text_hint
+
+    try:
+        return TuneBlock.model_validate(raw), []
+    except ValidationError as exc:
+        errors = exc.errors()
+    def key(loc) -> tuple:  # drop the union members' tags pydantic appends after a list index
+        return tuple(p for i, p in enumerate(loc) if not (p in ("int", "float") and i and isinstance(loc[i - 1], int)))
+
+    floats = {key(e["loc"]) for e in errors if e["loc"][-1:] == ("float",)}
+    errors = [e for e in errors if not (e["loc"][-1:] == ("int",) and key(e["loc"]) in floats)]
+    out = []
+    for err in errors:
+        loc = list(key(err["loc"]))
+        path = where + ".tune" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            known = ["int", "float", "choice", "log", "step"] if len(loc) > 2 else list(TuneBlock.model_fields)
+            out.append(f"{where}.tune: unknown key {str(loc[-1])!r}{did_you_mean(str(loc[-1]), known)}"
+                       if len(loc) == 1 else f"{path[:path.rfind('.')]}: unknown key {str(loc[-1])!r}"
+                       f"{did_you_mean(str(loc[-1]), known)}")
+            continue
+        msg = err["msg"][0].lower() + err["msg"][1:]
+        msg = msg.removeprefix("value error, ")
+        shown = f", got {value!r}" if value is not None and not isinstance(value, dict) and err["type"] not in (
+            "value_error", "missing") else ""
+        want = err["type"].split("_")[0]
+        out.append(f"{path}: {msg}{shown}" + (text_hint(want, value) if want in ("int", "float") else ""))
+    return None, list(dict.fromkeys(out))
+
+
+def objectives(settings, served: set[str], registry: "Registry") -> dict[str, int]:
+    """Every metric the validation evaluation of a cell produces, `<prefix>/<metric>_<K>`, with its direction."""
+    out = {}
+    for cand in settings.candidates:
+        negatives = getattr(cand, "negatives", None)
+        for task in (t for t in settings.tasks if t in RANKING_TASKS and t in served):
+            prefix = task if negatives is None else (
+                f"{task}_s{negatives}" + ("p" if getattr(cand, "weighting", "uniform") == "popularity" else ""))
+            for name in settings.metrics:
+                spec = registry.get("metric", name)
+                if task in spec.tasks:
+                    out.update({f"{prefix}/{name}_{k}": int(spec.direction) for k in settings.cutoffs})
+    return out
+
+
+def name_problems(raw: Any, spec, where: str) -> list[str]:
+    """Unknown parameter names of a block that did not parse (so they are reported with its other problems)."""
+    params = raw.get("params") if isinstance(raw, dict) else None
+    known = [p.name for p in spec.params]
+    return [f"{where}.tune.params.{name}: {spec.name!r} has no parameter {name!r}{did_you_mean(str(name), known)}"
+            for name in (params if isinstance(params, dict) else ()) if name not in known]
+
+
+def tune_problems(block: TuneBlock, spec, comps: list, given: dict[str, Any], splits: list, settings,
+                  registry: "Registry", where: str) -> list[str]:
+    """Everything wrong with a model entry's tune block, against the model's parameter schema, the suite's splits
+    and the metrics its evaluation produces."""
+    where = f"{where}.tune"
+    out: list[str] = []
+    schema = {p.name: p for p in spec.params}
+    for name, dist in block.params.items():
+        at = f"{where}.params.{name}"
+        p = schema.get(name)
+        if p is None:
+            out.append(f"{at}: {spec.name!r} has no parameter {name!r}{did_you_mean(name, list(schema))}")
+            continue
+        if name in given:
+            out.append(f"{at}: {name} is both set on the entry ({given[name]!r}) and tuned; drop one of the two")
+        if dist.kind != "choice" and p.type not in ("int", "float"):
+            out.append(f"{at}: {name} is {p.type}; a range needs an int or float parameter, use choice: [...]")
+            continue
+        if dist.kind == "float" and p.type == "int":
+            out.append(f"{at}: {name} is an int parameter; write int: [lo, hi] (or choice: [...])")
+            continue
+        values = dist.choice if dist.kind == "choice" else list(dist.range)
+        for v in values:
+            _, problem = p.check(v)
+            if problem:
+                out.append(f"{at}: {problem}" + ("" if dist.kind == "choice" else
+                                                  f" (the range must lie within {name}'s schema: {p.describe()})"))
+    if block.sampler == "grid":
+        cont = [n for n, d in block.params.items() if d.grid() is None]
+        if cont:
+            out.append(f"{where}: the grid sampler needs countable spaces; {', '.join(cont)} "
+                       "is a float range without a step: give step: or choice: [...]")
+    for split in splits:
+        if "valid" not in registry.get("split", split.name).provision(split.params):
+            out.append(f"{where}: split {split.name!r} has no validation set to tune on; give it one "
+                       "(temporal: valid: true, funnel: valid_days: N, or use leave_one_out)")
+    served = set.union(*(spec.serves(c.params) for c in comps)) if comps else set(spec.tasks)
+    produced = objectives(settings, served, registry)
+    if block.metric not in produced:
+        task = block.metric.split("/", 1)[0]
+        why = (" (the ctr task has no validation impressions: tune on a ranking task)" if task == "ctr" else "")
+        out.append(f"{where}: metric {block.metric!r} is not produced by this suite's evaluation of {spec.name!r}"
+                   f"{why}{did_you_mean(block.metric, sorted(produced))}")
+    elif produced[block.metric] == 0:
+        out.append(f"{where}: metric {block.metric!r} is descriptive (neither higher nor lower is better); "
+                   "tune on a metric with a direction")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the study
+_STALE = "matchbench_interrupted"
+_COUNTED = "matchbench_counted"
+
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def storage(url: str | None):
+    """The Optuna storage at `url` (an SQLite file waits for a lock instead of failing), or None: in memory."""
+    if not url:
+        return None
+    optuna = _optuna()
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def _sampler(block: TuneBlock, seed: int, n_before: int):
+    """The block's sampler, seeded by the cell's seed and the number of trials the study already has (a resumed
+    study does not draw the same points again)."""
+    optuna = _optuna()
+    s = int.from_bytes(hashlib.sha256(f"{seed}-{n_before}".encode()).digest()[:4], "little")
+    if block.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=s)
+    if block.sampler == "grid":
+        return optuna.samplers.GridSampler({n: d.grid() for n, d in block.params.items()}, seed=s)
+    return optuna.samplers.TPESampler(seed=s)
+
+
+def _close_stale(study) -> None:
+    """Trials left RUNNING by a killed process (one cell runs one study at a time) and trials Optuna failed on an
+    interrupt: closed as FAILED and marked interrupted, so they are not counted and the budget runs them again."""
+    from optuna.trial import TrialState
+
+    store = study._storage  # the storage this module made and passed in
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.RUNNING:
+            store.set_trial_system_attr(t._trial_id, _STALE, True)
+            store.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        elif t.state == TrialState.FAIL and _COUNTED not in t.user_attrs and _STALE not in t.system_attrs:
+            store.set_trial_system_attr(t._trial_id, _STALE, True)
+
+
+def counted(study) -> list:
+    """The trials that count towards the budget: COMPLETE, PRUNED, and FAILED by an error of their own."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and _COUNTED in t.user_attrs)]
+
+
+def run_study(j: "Journey") -> None:
+    """The journey's `tune` step: run (or resume) the cell's study, record its trials and the choice, and leave
+    the journey's cell with the chosen parameters for the fit step (its test set is used once, by that fit)."""
+    cell, rec = j.cell, j.record
+    block: TuneBlock = cell.model.tune
+    optuna = _optuna()
+    sense = objectives(j.settings, j.registry.get("model", cell.model.name).serves(cell.model.params),
+                       j.registry)[block.metric]
+    t0 = time.time()
+    store = storage(cell.study_storage)
+    kw = dict(study_name=cell.config_hash, direction="maximize" if sense > 0 else "minimize",
+              pruner=optuna.pruners.MedianPruner() if block.pruner == "median" else optuna.pruners.NopPruner())
+    if store is None:
+        study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), **kw)
+    else:
+        study = optuna.create_study(storage=store, load_if_exists=True, **kw)
+    _close_stale(study)
+    n_before = len(study.trials)
+    study.sampler = _sampler(block, cell.seed, n_before)
+    resumed = len(counted(study))
+    todo = block.budget() - resumed
+    if todo > 0:
+        study.optimize(Objective(j, block), n_trials=todo, catch=(Exception,))
+    trials = counted(study)
+    rec.trials = [_trial_record(cell, t) for t in study.get_trials(deepcopy=False)]
+    states = [t.state.name for t in trials]
+    rec.metrics.update({"tune/trials": float(len(trials)), "tune/complete": float(states.count("COMPLETE")),
+                        "tune/pruned": float(states.count("PRUNED")), "tune/failed": float(states.count("FAIL")),
+                        "tune/resumed": float(resumed), "time/tune_s": time.time() - t0})
+    rec.params.update({"tune.metric": block.metric, "tune.sampler": block.sampler, "tune.pruner": block.pruner,
+                       "tune.budget": block.budget(), "tune.storage": cell.study_storage or "memory"})
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    rec.curves["tune/trial_value"] = [(t.number, float(t.value)) for t in done]
+    best_so_far, best = [], None
+    for t in sorted(done, key=lambda t: t.number):
+        best = t.value if best is None or (t.value > best if sense > 0 else t.value < best) else best
+        best_so_far.append((t.number, float(best)))
+    rec.curves["tune/trial_best"] = best_so_far
+    if not done:
+        errors = [t.user_attrs.get("error", "") for t in trials if t.state.name == "FAIL"]
+        raise RuntimeError(f"tune: none of the {len(trials)} trials completed on the validation set "
+                           f"({states.count('PRUNED')} pruned, {states.count('FAIL')} failed); nothing to refit"
+                           + (f". The first failure:\n{errors[0]}" if errors else ""))
+    chosen = study.best_trial
+    rec.metrics["tune/best_value"] = float(chosen.value)
+    rec.metrics["tune/best_trial"] = float(chosen.number)
+    for k, v in chosen.params.items():
+        rec.params[f"tuned.{k}"] = v
+        rec.params[f"model.{k}"] = v
+    rec.tags["matchbench.tuned"] = json.dumps(chosen.params, sort_keys=True, default=str)
+    # the fit step fits these parameters on the training data and the test set is evaluated once
+    j.cell = replace(cell, model=replace(cell.model, params={**cell.model.params, **chosen.params}))
+
+
+class Objective:
+    """One trial: fit the suggested parameters on the training data, evaluate on the validation set (the trial's
+    copy of the split has the validation set in the test set's place and no test data at all)."""
+
+    def __init__(self, j: "Journey", block: TuneBlock):
+        self.j, self.block = j, block
+        split = j.split
+        self.split = replace(split, test=split.valid, test_impressions=None, test_funnel=None)
+        self.curve = f"valid/{block.metric.split('/', 1)[1]}"
+
+    def __call__(self, trial) -> float:
+        from .journey import Journey, fit, requests
+
+        j, block = self.j, self.block
+        params = {name: dist.suggest(trial, name) for name, dist in block.params.items()}
+        cell = replace(j.cell, model=replace(j.cell.model, params={**j.cell.model.params, **params}))
+        rec = CellRecord(suite=cell.suite, config_hash=cell.config_hash, run_name=f"trial {trial.number}",
+                         status="RUNNING", start_time=time.time())
+        pruned_on = [self.curve]
+
+        def observe(name: str, value: float, step: int) -> None:
+            if block.pruner == "none" or name != pruned_on[0]:
+                return
+            trial.report(float(value), int(step))
+            if trial.should_prune():
+                import optuna
+
+                raise optuna.TrialPruned(f"{name}={value:.4g} at step {step} lags the median of earlier trials")
+
+        sub = Journey(cell, j.registry, rec, dataset=j.dataset, split=self.split, device=j.device,
+                      on_metric=observe)
+        try:
+            fit(sub)
+            value = self._validate(sub, requests)
+            if not math.isfinite(value):
+                raise ValueError(f"{block.metric} is {value} on the validation set")
+        except Exception as exc:
+            import optuna
+
+            trial.set_user_attr("curves", _curves(rec))
+            if not isinstance(exc, optuna.TrialPruned):
+                trial.set_user_attr("error", traceback.format_exc()[-4000:])
+                trial.set_user_attr(_COUNTED, True)
+            raise
+        trial.set_user_attr("metrics", {k: float(v) for k, v in rec.metrics.items() if math.isfinite(v)})
+        trial.set_user_attr("curves", _curves(rec))
+        return value
+
+    def _validate(self, sub, requests) -> float:
+        """The block's metric (and the other metrics of its task and protocol) on the validation set."""
+        from .cache import param_hash
+        from .evaluate import ScoreSource
+
+        cell, prefix = sub.cell, self.block.metric.split("/", 1)[0]
+        t0 = time.time()
+        source = ScoreSource(sub.model, self.split.test, self.split.n_items, sub.device)
+        for req in requests(sub):
+            if req.prefix != prefix:
+                continue
+            key = "-".join([sub.dataset.fingerprint, cell.split.name, param_hash(cell.split.params), str(cell.seed),
+                            req.task, str(req.negatives), req.weighting, "valid"])
+            res = req.run(source, self.split.test, self.split.train.item_counts, cell.seed, key)
+            sub.record.metrics.update({f"valid/{req.prefix}/{k}": v for k, v in res.metrics.items()})
+        sub.record.metrics["time/eval_s"] = time.time() - t0
+        return float(sub.record.metrics[f"valid/{self.block.metric}"])
+
+
+def _curves(rec: CellRecord) -> dict[str, list]:
+    return {k: [[int(s), float(v)] for s, v in pts if math.isfinite(v)] for k, pts in rec.curves.items()}
+
+
+def _trial_record(cell, t) -> CellRecord:
+    """A study's trial as a record nested under the cell's: FINISHED, PRUNED or FAILED (interrupted trials too)."""
+    state = t.state.name
+    status = {"COMPLETE": "FINISHED", "PRUNED": "PRUNED"}.get(state, "FAILED")
+    start = t.datetime_start.timestamp() if t.datetime_start else 0.0
+    end = t.datetime_complete.timestamp() if t.datetime_complete else start
+    rec = CellRecord(suite=cell.suite, config_hash=cell.config_hash, run_name=f"trial {t.number}", status=status,
+                     start_time=start, end_time=end)
+    rec.params = {"trial": t.number, **{f"model.{k}": v for k, v in t.params.items()}}
+    rec.metrics = dict(t.user_attrs.get("metrics", {}))
+    if t.value is not None:
+        rec.metrics["tune/value"] = float(t.value)
+    rec.curves = {k: [(int(s), float(v)) for s, v in pts] for k, pts in t.user_attrs.get("curves", {}).items()}
+    rec.tags = {"optuna.trial_number": str(t.number), "optuna.state": state}
+    if _STALE in t.system_attrs:
+        rec.tags["matchbench.interrupted"] = "true"
+        rec.reason = "interrupted (the process running it stopped); not counted, the study ran another"
+    if "error" in t.user_attrs:
+        rec.error = t.user_attrs["error"]
+    return rec
