@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -95,11 +96,27 @@ def _absolute_sqlite(uri: str) -> str:
 
 
 def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI; None for others, in-memory ones and SQLite URI filenames (file:)."""
     if uri.startswith("sqlite:///"):
         path = uri[len("sqlite:///"):].split("?", 1)[0]
-        if path and path != ":memory:":
+        if path and path != ":memory:" and not path.startswith("file:"):
             return Path(path)
     return None
+
+
+class _QuietStorageErrors(logging.Filter):
+    """Drops MLflow's own ERROR log (with a traceback) of a database write that failed for a storage reason: the
+    tracker raises it again as one TrackingStoreError, and the CLI prints that instead of a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[1] is not None
+                    and _storage_problem(record.exc_info[1]) is not None)
+
+
+def _quiet_storage_errors() -> None:
+    log = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _QuietStorageErrors) for f in log.filters):
+        log.addFilter(_QuietStorageErrors())
 
 
 def _init_lock_path(db: Path) -> Path:
@@ -206,6 +223,8 @@ class MlflowTracker(Tracker):
                      f"the artifact store {artifact_uri} (on the tracking server {self.uri}: its "
                      "--artifacts-destination)")
             fix = "free space or fix the folder's permissions (or move the store elsewhere with --tracking-uri)"
+            if any(k in problem.lower() for k in ("not a directory", "file exists", "is a directory")):
+                fix = "move the file that stands where a folder should be (or use another store with --tracking-uri)"
         else:
             db = _sqlite_path(self.uri)
             where = f"the tracking store {db}" if db is not None else f"the tracking store {self.uri}"
@@ -222,6 +241,7 @@ class MlflowTracker(Tracker):
         if self._client is None:
             from mlflow import MlflowClient
 
+            _quiet_storage_errors()
             db = _sqlite_path(self.uri)
             if db is None:
                 self._client = MlflowClient(tracking_uri=self.uri)
@@ -319,7 +339,7 @@ class MlflowTracker(Tracker):
             self.parent_id = run.info.run_id
             self._log_batch(self.parent_id, params=[MParam("n_cells", str(int(n_cells)))])
         except Exception as exc:
-            raise self._store_error(exc, f"suite {suite!r}'s run") from exc
+            raise self._store_error(exc, f"the run of suite {suite!r}") from exc
         plain = json.loads(json.dumps(config or {}, default=str))
         with tempfile.TemporaryDirectory(prefix="matchbench-mlflow-") as tmp:
             path = Path(tmp) / "suite.yaml"
