@@ -202,14 +202,14 @@ class Server:
         problem = backend_problem(cfg.backend_store_uri) or port_problem(cfg.host, cfg.port)
         if problem:
             raise ConfigError(problem)
-        db = sqlite_path(cfg.backend_store_uri)
-        if db is not None:
-            use_wal(db)
         if cfg.artifacts_destination and "://" not in cfg.artifacts_destination:
             problem = folder_problem(Path(cfg.artifacts_destination))
             if problem:
                 raise ConfigError(f"--artifacts-destination {cfg.artifacts_destination}: {problem}; pass a folder "
                                   "you can write to")
+        db = sqlite_path(cfg.backend_store_uri)
+        if db is not None:
+            use_wal(db)
         env = dict(os.environ)
         for key, value in SERVER_ENV.items():
             env.setdefault(key, value)
