@@ -290,7 +290,8 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     cells = []
     for ds, split, (model, loss, reason), seed in itertools.product(datasets, splits, model_cells, seeds):
         labels = {"dataset": ds.label(varying["dataset"].get(ds.name, set())),
-                  "model": given_labels.get(id(model)) or model.label(varying["model"].get(model.name, set()))
+                  "model": given_labels.get(id(model)) or model.label(  # a tuned parameter's default is no name
+                      varying["model"].get(model.name, set()) - set(model.tune.params if model.tune else ()))
                   + (" (tuned)" if model.tune else "")}
         several = loss is not None and len(ran.get(model.name, ())) > 1  # the loss tells methods apart
         labels["method"] = labels["model"] + (f" · {loss.label(varying['loss'][loss.name])}" if several else "")

@@ -140,7 +140,7 @@ class SuiteFile(_Strict):
     datasets: _listed(Entry) = Field(min_length=1, description="list of {name, **params}")
     split: _listed(Entry) = Field(min_length=1, description="{name, **params} (or a list of them)")
     tasks: _listed(Task) = Field(["itemrec", "userrec"], min_length=1, description="itemrec, userrec, ctr, matching")
-    models: _listed(ModelEntry) = Field(min_length=1, description="list of {name, loss?, label?, **params}")
+    models: _listed(ModelEntry) = Field(min_length=1, description="list of {name, loss?, label?, tune?, **params}")
     losses: _listed(Entry) = Field([], description="losses crossed with the models that accept them")
     planners: _listed(Entry) = Field([], description="planners run on every cell's scores (task matching)")
     metrics: _listed(NonEmpty) | None = Field(None, description="metric names (default recall, ndcg)")

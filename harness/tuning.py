@@ -256,8 +256,8 @@ def tune_problems(block: TuneBlock, spec, comps: list, given: dict[str, Any], sp
 
 
 # ------------------------------------------------------------------------------------------------ the study
-_STALE = "matchbench_interrupted"
 _COUNTED = "matchbench_counted"
+"""The user attribute of a trial that failed by an error of its own (it counts towards the budget)."""
 
 
 def _optuna():
@@ -268,12 +268,30 @@ def _optuna():
 
 
 def storage(url: str | None):
-    """The Optuna storage at `url` (an SQLite file waits for a lock instead of failing), or None: in memory."""
+    """The Optuna storage at `url`, or None: in memory. An SQLite file waits for a lock instead of failing, and
+    its tables are created under a file lock, so workers that start together do not race on the schema."""
     if not url:
         return None
     optuna = _optuna()
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    if not url.startswith("sqlite:///"):
+        return optuna.storages.RDBStorage(url)
+    import os
+    import tempfile
+
+    path = url[len("sqlite:///"):]
+    digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:16]
+    lock = os.path.join(tempfile.gettempdir(), f"matchbench-optuna-init-{digest}.lock")
+    fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except ImportError:  # no fcntl (Windows): Optuna's own handling is all there is
+            pass
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _sampler(block: TuneBlock, seed: int, n_before: int):
@@ -289,17 +307,18 @@ def _sampler(block: TuneBlock, seed: int, n_before: int):
 
 
 def _close_stale(study) -> None:
-    """Trials left RUNNING by a killed process (one cell runs one study at a time) and trials Optuna failed on an
-    interrupt: closed as FAILED and marked interrupted, so they are not counted and the budget runs them again."""
+    """Trials left RUNNING by a killed process (one cell runs one study at a time): closed as FAILED. Like the trials
+    Optuna failed on an interrupt, they carry no outcome of their own (`interrupted`): not counted, so the budget
+    runs them again."""
     from optuna.trial import TrialState
 
-    store = study._storage  # the storage this module made and passed in
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.RUNNING:
-            store.set_trial_system_attr(t._trial_id, _STALE, True)
-            store.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        elif t.state == TrialState.FAIL and _COUNTED not in t.user_attrs and _STALE not in t.system_attrs:
-            store.set_trial_system_attr(t._trial_id, _STALE, True)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def interrupted(t) -> bool:
+    """A FAILED trial that did not fail by itself: its process was killed or interrupted."""
+    return t.state.name == "FAIL" and _COUNTED not in t.user_attrs
 
 
 def counted(study) -> list:
@@ -450,7 +469,7 @@ def _trial_record(cell, t) -> CellRecord:
         rec.metrics["tune/value"] = float(t.value)
     rec.curves = {k: [(int(s), float(v)) for s, v in pts] for k, pts in t.user_attrs.get("curves", {}).items()}
     rec.tags = {"optuna.trial_number": str(t.number), "optuna.state": state}
-    if _STALE in t.system_attrs:
+    if interrupted(t):
         rec.tags["matchbench.interrupted"] = "true"
         rec.reason = "interrupted (the process running it stopped); not counted, the study ran another"
     if "error" in t.user_attrs:

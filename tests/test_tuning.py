@@ -168,9 +168,9 @@ def test_the_objective_never_reads_the_test_set(reg):
 
 def test_resume_repeats_no_finished_trial(reg, workdir):
     """Killed during trial 4 (its fit raises a BaseException, as kill -9 would leave it RUNNING): the rerun
-    loads the study from the sidecar store, closes trial 4 as interrupted, runs the 6 trials the budget still
+    loads the study from the sidecar store, closes trial 4 as interrupted, runs the 4 trials the budget still
     lacks and refits once — no finished trial is fitted again."""
-    suite = knob_suite({"trials": 10, "sampler": "random"})
+    suite = knob_suite({"trials": 8, "sampler": "random"})
     Knob.interrupt_at = 5
     with pytest.raises(Interrupted):
         api.run(suite, registry=reg)
@@ -179,28 +179,28 @@ def test_resume_repeats_no_finished_trial(reg, workdir):
     Knob.fits, Knob.interrupt_at = 0, None
     frame = api.run(suite, registry=reg)
     assert list(frame.status) == ["FINISHED"]
-    assert Knob.fits == 6 + 1  # 6 new trials and the refit
+    assert Knob.fits == 4 + 1  # 4 new trials and the refit
     row = frame.iloc[0]
-    assert row["metrics.tune/trials"] == 10 and row["metrics.tune/resumed"] == 4
+    assert row["metrics.tune/trials"] == 8 and row["metrics.tune/resumed"] == 4
 
     import optuna
 
     study = optuna.load_study(study_name=row["config_hash"], storage=f"sqlite:///{workdir / 'mlruns.optuna.db'}")
     states = [t.state.name for t in study.trials]
-    assert states.count("COMPLETE") == 10 and states == ["COMPLETE"] * 4 + ["FAIL"] + ["COMPLETE"] * 6
+    assert states == ["COMPLETE"] * 4 + ["FAIL"] + ["COMPLETE"] * 4
     centers = [t.params["center"] for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(set(centers)) == 10  # the resumed sampler did not draw the first points again
+    assert len(set(centers)) == 8  # the resumed sampler did not draw the first points again
 
     # every trial, the interrupted one too, is a run nested under the cell's
     tracker = make_tracker(reg, build_suite(suite, reg))
     cell = tracker.runs("knobs").iloc[0]
     client = tracker.client
     trials = client.search_runs([cell_experiment(tracker)], f"tags.`mlflow.parentRunId` = '{cell.run_id}'")
-    assert len(trials) == 11
+    assert len(trials) == 9
     interrupted = [t for t in trials if t.data.tags.get("matchbench.interrupted") == "true"]
     assert len(interrupted) == 1 and interrupted[0].info.status == "FAILED"
     assert api.run(suite, registry=reg).empty  # FINISHED: nothing left to do
-    assert Knob.fits == 7
+    assert Knob.fits == 5
 
 
 def cell_experiment(tracker) -> str:
@@ -208,7 +208,7 @@ def cell_experiment(tracker) -> str:
 
 
 def test_pruned_trials_are_recorded_as_pruned_not_failed(reg, workdir):
-    suite = knob_suite({"trials": 14, "sampler": "random", "pruner": "median",
+    suite = knob_suite({"trials": 10, "sampler": "random", "pruner": "median",
                         "params": {"center": {"float": [0.0, N_ITEMS - 1.0]}, "epochs": {"int": [3, 4]}}})
     api.run(suite, registry=reg)
     tracker = make_tracker(reg, build_suite(suite, reg))
@@ -307,22 +307,20 @@ def test_a_tuned_suite_runs_from_the_cli_and_reports_its_choice(workdir, capsys)
     assert (workdir / "mlruns.optuna.db").exists()
 
 
-def test_a_tuned_suite_runs_from_the_api(workdir):
-    reg = Registry.load()
-    frame = api.run(_suite_dict(), registry=reg, report=False)
-    tuned = frame[frame["params.model"] == "bpr"].iloc[0]
-    assert tuned["status"] == "FINISHED" and tuned["metrics.tune/trials"] == 3
-    assert 4 <= int(tuned["params.tuned.factors"]) <= 16 and 1e-3 <= float(tuned["params.tuned.lr"]) <= 1e-1
-    table = api.results(_suite_dict(), registry=reg)
-    chosen = table.loc[table["method"] == "bpr (tuned)", "tuned"]
-    assert len(chosen) and chosen.str.contains("factors=").all()
-    assert (table.loc[table["method"] == "item_pop", "tuned"] == "").all()
-
-
-def _suite_dict() -> dict:
-    import yaml
-
-    return yaml.safe_load(textwrap.dedent(SUITE))
+def test_a_tuned_suite_runs_from_the_api(reg, workdir):
+    suite = knob_suite({"trials": 4, "sampler": "random"}, seeds=[0, 1], report={"enabled": True, "dir": "reports"})
+    suite["models"].append({"name": "knob", "center": 3.0})
+    frame = api.run(suite, registry=reg)
+    tuned = frame[frame["params.tuned.center"].notna()]
+    assert len(tuned) == 2 and (tuned["metrics.tune/trials"] == 4).all() and set(frame.status) == {"FINISHED"}
+    table = api.results(suite, registry=reg)
+    assert set(table.method) == {"knob (tuned)", "knob(center=3.0)"}
+    chosen = table.loc[table["method"] == "knob (tuned)", "tuned"]
+    assert len(chosen) and chosen.str.contains("center=").all()
+    assert (table.loc[table["method"] != "knob (tuned)", "tuned"] == "").all()
+    report = (workdir / "reports" / "knobs.md").read_text()
+    for seed, value in zip(tuned["params.seed"], tuned["params.tuned.center"], strict=True):
+        assert f"| knob (tuned) | tiny_log | {seed} | center={value:.4g} | 4 |" in report
 
 
 def test_a_bad_block_exits_2_from_the_cli(workdir, capsys):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..tracking import Tracker
-from .plots import curve, plot_curves, safe_name
+from .plots import curve, pyplot, safe_name, wrap
 
 TAG = "tags.matchbench.tuned"
 
@@ -88,13 +88,39 @@ def tuning_md(df: pd.DataFrame, tracker: Tracker | None = None, folder: Path | N
                     ["---", "---", "--:", "---", "--:", "--:"]) + "\n"]
     if tracker is not None and folder is not None:
         for (method, dataset), g in cells.groupby(["method", "dataset"], sort=True):
-            lines = []
-            for r in g.itertuples():
-                lines.append((f"seed {r.seed}", curve(tracker, r.run_id, "tune/trial_value")))
-                lines.append((f"seed {r.seed}: best so far", curve(tracker, r.run_id, "tune/trial_best")))
-            path = plot_curves(lines, Path(folder) / f"study_{safe_name(method)}_{safe_name(dataset)}.png",
-                               f"study · {method} · {dataset}", "trial", f"{g['metric'].iloc[0]} (validation)")
+            studies = [(r.seed, curve(tracker, r.run_id, "tune/trial_value"), curve(tracker, r.run_id,
+                                                                                  "tune/trial_best"))
+                       for r in g.itertuples()]
+            path = study_plot(studies, Path(folder) / f"study_{safe_name(method)}_{safe_name(dataset)}.png",
+                              f"study · {method} · {dataset}", f"{g['metric'].iloc[0]} (validation)")
             if path is not None:
                 rel = path.relative_to(out_dir).as_posix() if out_dir is not None else path.name
                 out.append(f"![study {method} · {dataset}]({rel})\n")
     return "\n".join(out) + "\n"
+
+
+def study_plot(studies: list[tuple[str, list, list]], path: Path, title: str, ylabel: str) -> Path | None:
+    """One study per seed: each trial's validation value (points) and the best so far (a step line, same colour);
+    nothing is written (None) when no study has a completed trial."""
+    if not any(values for _, values, _ in studies):
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n, (seed, values, best) in enumerate(studies):
+        if not values:
+            continue
+        colour = f"C{n % 10}"
+        ax.plot(*zip(*sorted(values), strict=False), "o", color=colour, alpha=0.6, label=f"seed {seed}: trials")
+        ax.step(*zip(*sorted(best), strict=False), where="post", color=colour, label=f"seed {seed}: best so far")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(ylabel)
+    ax.set_title(wrap(title), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
