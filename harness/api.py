@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .executors import EXECUTORS
+from .executors import executor_for
 from .registry import Registry
 from .runner import make_tracker, run_suite
 from .suite import Suite, load_suite
@@ -36,14 +36,15 @@ def suite(suite: str | Path | dict, registry: Registry | None = None, **override
     return load_suite(src, registry or Registry.load(), overrides)
 
 
-def run(suite_: str | Path | dict, registry: Registry | None = None, jobs: int = 1, executor: str = "local",
+def run(suite_: str | Path | dict, registry: Registry | None = None, jobs: int = 1, executor: str | None = None,
         tracking_uri: str | None = None, rerun: bool = False, report: bool | None = None,
-        **overrides: Any) -> pd.DataFrame:
-    """Run a suite (overrides replace top-level suite keys) and return this invocation's records as a frame."""
+        retries: int | None = None, address: str | None = None, **overrides: Any) -> pd.DataFrame:
+    """Run a suite (overrides replace top-level suite keys) and return this invocation's records as a frame.
+    `executor` ('local' or 'ray'), `retries` and `address` (a Ray cluster) override the suite's keys."""
     registry = registry or Registry.load()
     s = suite(suite_, registry, **overrides)
     tracker = make_tracker(registry, s, tracking_uri)
-    records = run_suite(s, registry, EXECUTORS[executor](jobs), tracker, rerun=rerun)
+    records = run_suite(s, registry, executor_for(s, executor, jobs, retries, address), tracker, rerun=rerun)
     if report if report is not None else s.report.get("enabled", True):
         from .report import write_suite_report
 

@@ -16,7 +16,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a suite (resumes: cells already FINISHED are skipped)")
     r.add_argument("suite", help="suite YAML path, or a name in ./suites")
-    r.add_argument("--executor", default="local", choices=["local"])
+    r.add_argument("--executor", default=None, choices=["local", "ray"],
+                   help="local worker processes, or Ray tasks (default: the suite's executor, else local)")
+    r.add_argument("--address", default=None, metavar="ADDR",
+                   help="ray: a running cluster (auto, HOST:PORT, ray://HOST:10001); default a local Ray instance")
+    r.add_argument("--retries", type=int, default=None, metavar="N",
+                   help="attempts more for a cell whose worker process died (default: the suite's retries, else 0)")
     r.add_argument("--jobs", type=int, default=None, help="worker processes (default: the suite's `jobs`, else 1)")
     r.add_argument("--dry-run", action="store_true", help="validate and list the cells, run nothing")
     r.add_argument("--rerun", action="store_true", help="run every cell again, even FINISHED ones")
@@ -120,7 +125,7 @@ def cmd_run(args) -> int:
     )
 
     from . import api
-    from .executors import EXECUTORS
+    from .executors import executor_for
     from .registry import Registry
     from .runner import make_tracker, run_suite
 
@@ -129,6 +134,7 @@ def cmd_run(args) -> int:
     s = api.suite(args.suite, reg)
     _print_warnings(s)
     jobs = effective_jobs(args.jobs, s)
+    executor = executor_for(s, args.executor, jobs, args.retries, args.address)  # ray missing: exit 2, named
     if args.dry_run:
         from .preflight import preflight
 
@@ -147,7 +153,7 @@ def cmd_run(args) -> int:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("ETA"), TimeRemainingColumn(), console=con, transient=False) as prog:
         cells_task = prog.add_task(f"{escape(s.name)}: cells", total=None)
-        epoch_task = prog.add_task("", total=None, visible=jobs == 1)
+        epoch_task = prog.add_task("", total=None, visible=executor.in_process)
 
         def on_record(rec, done, total):
             counts[rec.status] += 1
@@ -161,8 +167,8 @@ def cmd_run(args) -> int:
         def on_epoch(name, epoch, total):
             prog.update(epoch_task, description=f"  {escape(name)}: epoch", completed=epoch, total=total)
 
-        records = run_suite(s, reg, EXECUTORS[args.executor](jobs), tracker, rerun=args.rerun,
-                            on_record=on_record, progress=on_epoch)
+        records = run_suite(s, reg, executor, tracker, rerun=args.rerun, on_record=on_record, progress=on_epoch,
+                            on_note=lambda note: prog.console.print(f"note: {escape(note)}"))
     resumed = len(s.cells) - len(records)
     con.print(f"{s.name}: {counts['FINISHED']} finished, {counts['FAILED']} failed, {counts['SKIPPED']} skipped"
               + (f", {resumed} already finished (resumed; --rerun to redo)" if resumed else ""), markup=False)

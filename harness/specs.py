@@ -118,7 +118,8 @@ class ModelSpec(PluginSpec):
     `tasks` it can serve (`tasks_for(params)` narrows them for a configuration, e.g. an ablation without the
     part that ranks); `contracts` of the losses it accepts (empty: it trains without a loss) and its
     `default_loss`; `score_kind` of its ranking scores; `offers`: how it gives scores; `requires`: what the
-    split or dataset must provide (a cell that cannot is refused before any training)."""
+    split or dataset must provide (a cell that cannot is refused before any training); `gpu`: it trains on a GPU
+    when there is one (the ray executor then asks the cluster for one per cell)."""
 
     kind: ClassVar[str] = "model"
     tasks: tuple[Task, ...] = ("itemrec", "userrec")
@@ -128,6 +129,7 @@ class ModelSpec(PluginSpec):
     offers: tuple[Offer, ...] = ("factors",)
     requires: tuple[Requirement, ...] = ()
     tasks_for: Callable[[Params], Iterable[str]] | None = None
+    gpu: bool = False
 
     def serves(self, params: Params) -> set[str]:
         """The tasks this configuration serves (matching comes with itemrec: planners use its scores)."""

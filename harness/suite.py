@@ -98,6 +98,10 @@ class Suite:
     report: dict[str, Any]
     source: str = "<suite>"
     jobs: int = 1
+    executor: dict[str, Any] = field(default_factory=lambda: {"name": "local"})
+    """{name, address?, resources?}: where the cells run (harness.executors.executor_for)."""
+    retries: int = 0
+    """Attempts more for a cell whose worker process died."""
     warnings: list[str] = field(default_factory=list)
     """What was accepted but is worth a word (an entry listed twice, run once); the CLI prints each once."""
 
@@ -309,7 +313,8 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
         if by_hash.setdefault(cell.config_hash, cell) is not cell:
             warnings.append(f"cell {cell.run_name!r} is configured twice; it runs once")
     return Suite(name=name, raw=raw, cells=list(by_hash.values()), tracking=sf.tracking.model_dump(exclude_unset=True),
-                 report=report, source=source, jobs=sf.jobs, warnings=list(dict.fromkeys(warnings)))
+                 report=report, source=source, jobs=sf.jobs, warnings=list(dict.fromkeys(warnings)),
+                 executor=sf.executor.model_dump(exclude_none=True), retries=sf.retries)
 
 
 def _key(*comps: Component | None) -> str:

@@ -128,6 +128,36 @@ class TrackingSettings(BaseModel):
     tracker: NonEmpty = Field("mlflow", description="tracker plugin name")
 
 
+class RayResources(_Strict):
+    """What each cell asks the Ray cluster for (the ray executor)."""
+
+    num_cpus: Positive | None = Field(None, description="CPUs (and threads) per cell (default: a local instance's "
+                                                        "cores / jobs, else 1)")
+    num_gpus: Annotated[Union[StrictInt, StrictFloat], Field(ge=0, allow_inf_nan=False)] | None = Field(
+        None, description="GPUs per cell (default: 1 for a model whose spec asks for a GPU, when the cluster has one)")
+    memory: PositiveInt | None = Field(None, description="bytes of memory per cell (Ray schedules by it)")
+
+
+class ExecutorSettings(_Strict):
+    """Where the cells run: `local` (worker processes on this machine) or `ray` (Ray tasks)."""
+
+    name: Literal["local", "ray"] = Field("local", description="local or ray")
+    address: NonEmpty | None = Field(None, description="ray: a running cluster (auto, HOST:PORT, ray://HOST:10001); "
+                                                        "default: a local instance")
+    resources: RayResources | None = Field(None, description="ray: {num_cpus, num_gpus, memory} per cell")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return _named(value)
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> "ExecutorSettings":
+        if self.name == "local" and (self.address or self.resources):
+            raise ValueError("address and resources are for the ray executor: set name: ray, or drop them")
+        return self
+
+
 def _listed(inner: Any) -> Any:
     return Annotated[list[inner], BeforeValidator(_as_list)]
 
@@ -155,6 +185,9 @@ class SuiteFile(_Strict):
     include: _listed(dict[str, Any]) = Field([], description="partial cells to keep, e.g. [{model: bpr, seed: 0}]")
     exclude: _listed(dict[str, Any]) = Field([], description="partial cells to drop")
     jobs: PositiveInt = Field(1, description="default number of worker processes")
+    executor: ExecutorSettings = Field(ExecutorSettings(), description="{name: local|ray, address, resources}")
+    retries: Annotated[StrictInt, Field(ge=0)] = Field(
+        0, description="attempts more for a cell whose worker process died (a cell that raised is not retried)")
 
 
 TOP_KEYS = {name: f.description or "" for name, f in SuiteFile.model_fields.items()}
@@ -226,6 +259,8 @@ def _problem(err: dict) -> str:
         known = list(model.model_fields) if model else []
         parent = _path(loc[:-1])
         return (f"{parent}: " if parent else "") + f"unknown key {str(loc[-1])!r}{did_you_mean(str(loc[-1]), known)}"
+    if err["type"] == "value_error":  # a model validator's message, without pydantic's "Value error, "
+        return f"{where}: {err.get('ctx', {}).get('error', err['msg'])}"
     if err["type"] == "missing":
         field = SuiteFile.model_fields.get(str(loc[-1])) if len(loc) == 1 else None
         hint = f" ({field.description})" if field and field.description else ""
