@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt examples/matchbench-example-plugin/pypr
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,baselines,ray]" -e examples/matchbench-example-plugin
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,baselines,ray,server]" -e examples/matchbench-example-plugin
 	touch $(STAMP)
 
 demo: setup
