@@ -1,0 +1,108 @@
+"""The ray executor on a local Ray instance that each test starts and stops (127.0.0.1 only, time-bounded): the
+same records as local, the driver the only MLflow writer, a dead worker FAILED with the suite going on, retries.
+
+One short test runs by default when ray is installed; the fault tests are `-m slow` (each starts its own Ray)."""
+import os
+import signal
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_suite
+from fault_plugins import FaultPlugin
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read on import: a local instance on 127.0.0.1
+ray = pytest.importorskip("ray")
+
+from harness import api  # noqa: E402
+from harness.registry import Registry  # noqa: E402
+from harness.runner import make_tracker  # noqa: E402
+from harness.suite import build_suite  # noqa: E402
+
+LIMIT_S = 300
+
+
+@contextmanager
+def time_limit(seconds: int = LIMIT_S):
+    """Fail (instead of hanging) when Ray does not finish in time; the executor then shuts its instance down."""
+    def expired(_signum, _frame):
+        raise TimeoutError(f"the Ray run took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        assert not ray.is_initialized()  # the executor stopped the instance it started
+
+
+def small(**over):
+    return tiny_suite(tasks=["itemrec"], metrics=["recall", "ndcg"], cutoffs=[5], **over)
+
+
+def test_ray_runs_a_suite_with_the_same_records_as_local(workdir):
+    suite = small(models=[{"name": "item_pop"}, {"name": "user_pop"}], seeds=[0, 1])
+    reg = Registry.load()
+    with time_limit():
+        on_ray = api.run(suite, registry=reg, executor="ray", jobs=2).set_index("run_name").sort_index()
+    local = api.run(dict(suite, tracking={"uri": "sqlite:///local.db"}), registry=reg).set_index("run_name")
+    local = local.sort_index()
+    assert len(on_ray) == 4 and (on_ray.status == "FINISHED").all()
+    cols = [c for c in local.columns if c.startswith("metrics.") and not c.startswith("metrics.time/")]
+    assert cols and np.allclose(on_ray[cols].to_numpy(float), local[cols].to_numpy(float), rtol=1e-6, atol=1e-9,
+                             equal_nan=True)
+    tracker = make_tracker(reg, build_suite(suite, reg))  # recorded by the driver, artifacts included
+    runs = tracker.runs("tiny")
+    assert len(runs) == 4 and (runs.run_status == "FINISHED").all()
+    rankings = tracker.artifact(runs.run_id.iloc[0], "rankings.parquet")
+    assert rankings is not None and len(pd.read_parquet(rankings)) > 0
+
+
+@pytest.mark.slow
+def test_ray_trains_bpr_with_the_same_metrics_as_local(workdir):
+    suite = small(models=[{"name": "bpr", "factors": 8, "epochs": 2}], seeds=[0, 1])
+    reg = Registry.load()
+    with time_limit():
+        on_ray = api.run(suite, registry=reg, executor="ray", jobs=2).set_index("run_name").sort_index()
+    local = api.run(dict(suite, tracking={"uri": "sqlite:///local.db"}), registry=reg, jobs=2)
+    local = local.set_index("run_name").sort_index()
+    cols = [c for c in local.columns if c.startswith("metrics.itemrec/")]
+    assert np.allclose(on_ray[cols].to_numpy(float), local[cols].to_numpy(float), rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.slow
+def test_ray_a_dead_worker_fails_its_cell_retries_retry_and_the_suite_goes_on(workdir):
+    reg = Registry.load(extra=[FaultPlugin()])
+    once = workdir / "died-once"
+    suite = small(models=[{"name": "crashy", "label": "killed", "die_on": 1},
+                          {"name": "crashy", "label": "once", "die_on": 0, "once": str(once)}],
+                  seeds=[0, 1], retries=1)
+    with time_limit():
+        frame = api.run(suite, registry=reg, executor="ray", jobs=2).set_index("run_name")
+    assert len(frame) == 4
+    dead = frame.loc["killed · synthetic · temporal · seed 1"]
+    assert dead.status == "FAILED" and "worker process died (Ray WorkerCrashedError" in dead.error
+    assert "(attempt 2 of 2)" in dead.error
+    assert (frame.drop(dead.name).status == "FINISHED").all() and once.exists()
+    runs = make_tracker(reg, build_suite(suite, reg)).runs("tiny").set_index("run_name")
+    assert runs.loc["once · synthetic · temporal · seed 0", "tags.matchbench.attempts"] == "2"
+
+
+@pytest.mark.slow
+def test_ray_without_retries_records_the_death_and_ships_artifacts_from_other_nodes(workdir):
+    from harness.ray_executor import RayExecutor
+    from harness.runner import run_suite
+
+    reg = Registry.load(extra=[FaultPlugin()])
+    suite = build_suite(small(models=[{"name": "crashy", "die_on": 0, "how": "exit"}, {"name": "item_pop"}]), reg)
+    tracker = make_tracker(reg, suite)
+    with time_limit():  # ship_artifacts: what a cell on another node does, here on one machine
+        records = run_suite(suite, reg, RayExecutor(2, ship_artifacts=True), tracker)
+    by_model = {r.params["model"]: r for r in records}
+    assert by_model["crashy"].status == "FAILED" and "worker process died" in by_model["crashy"].error
+    assert by_model["item_pop"].status == "FINISHED"
+    runs = tracker.runs("tiny").set_index("params.model")
+    assert tracker.artifact(runs.loc["item_pop", "run_id"], "rankings.parquet") is not None
