@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt examples/matchbench-example-plugin/pypr
 
 demo: setup
 	$(VENV)/bin/matchbench run suites/quickstart.yaml
-	$(VENV)/bin/matchbench results suites/quickstart.yaml
+	$(VENV)/bin/matchbench results suites/quickstart.yaml --format summary
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="output folder (default: the suite's report.dir, else reports)")
     rs = sub.add_parser("results", help="print the aggregated results table")
     rs.add_argument("suite")
-    rs.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    rs.add_argument("--format", choices=["md", "csv", "json", "summary"], default="md",
+                    help="md: every table; csv / json: for scripts; summary: one row per method, headline metrics")
     rs.add_argument("--tracking-uri", default=None)
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the same store")
     ui.add_argument("--tracking-uri", default="sqlite:///mlruns.db")
@@ -204,6 +205,19 @@ def cmd_results(args) -> int:
     s = api.suite(args.suite, reg)
     check_tracking(reg, s, args.tracking_uri)
     tracker = make_tracker(reg, s, args.tracking_uri)
+    if args.format == "summary":
+        from pathlib import Path
+
+        from rich.console import Console
+
+        from .report.plots import safe_name
+        from .report.summary import print_summary
+
+        table = report.results_table(tracker, s.name, s.config_hashes, report.suite_labels(s))
+        md = Path(s.report.get("dir", "reports")) / f"{safe_name(s.name)}.md"
+        print_summary(table, Console(), s.report.get("metrics"), f"{s.name}: results", str(md) if md.exists()
+                      else None)
+        return 0
     fn = {"md": report.results_markdown, "csv": report.results_csv, "json": report.results_json}[args.format]
     print(fn(tracker, s.name, configs=s.config_hashes, labels=report.suite_labels(s)))
     return 0

@@ -304,6 +304,9 @@ def test_a_tuned_suite_runs_from_the_cli_and_reports_its_choice(workdir, capsys)
     assert "tuned" in out.splitlines()[0] and "factors=" in out and "lr=" in out
     assert main(["results", str(path)]) == 0
     assert "Tuned methods" in capsys.readouterr().out
+    assert main(["results", str(path), "--format", "summary"]) == 0
+    out = capsys.readouterr().out
+    assert "bpr (tuned)" in out and "factors=" in out and "★" in out and "reports/tuned.md" in out
     assert (workdir / "mlruns.optuna.db").exists()
 
 

@@ -1,0 +1,94 @@
+"""The terminal summary of a suite (`matchbench results SUITE --format summary`, what `make demo` prints): one row
+per method, a few headline metrics as columns (the suite's `report.metrics`, else NDCG and recall at the smallest
+K of each ranking task, AUC of ctr), the best of each column marked, rows ordered by the first column; the chosen
+parameters of tuned methods; and where the full report is.
+
+Internal: plugin authors use `harness.plugin`; this module may change between versions.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from .aggregation import TRUTH, direction, keep_metrics, metric_key
+
+MAX_COLUMNS = 6
+DEFAULT_FAMILIES = ("ndcg", "recall", "auc")
+
+
+def headline(agg: pd.DataFrame, metrics: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
+    """The (task, dataset, metric) columns of the summary: `metrics` where given (names or families), else the
+    default families at each task's smallest K; at most MAX_COLUMNS, in task, dataset, metric order."""
+    if agg.empty:
+        return []
+    sub = agg[(agg["task"] != TRUTH) & ~agg["metric"].map(lambda m: metric_key(m)[0].startswith("n_"))]
+    if metrics:
+        sub = keep_metrics(sub, metrics)
+    else:
+        fam = sub["metric"].map(lambda m: metric_key(m)[0])
+        sub = sub[fam.isin(DEFAULT_FAMILIES)]
+        ks = sub["metric"].map(lambda m: metric_key(m)[1])
+        smallest = ks.groupby(sub["task"]).transform("min")
+        sub = sub[ks == smallest]
+    cols = list(dict.fromkeys(zip(sub["task"], sub["dataset"], sub["metric"], strict=False)))
+    order = {f: i for i, f in enumerate(DEFAULT_FAMILIES)}
+    tasks = list(dict.fromkeys(agg["task"]))
+    cols.sort(key=lambda c: (tasks.index(c[0]), c[1], order.get(metric_key(c[2])[0], len(order)), metric_key(c[2])))
+    return cols[:MAX_COLUMNS]
+
+
+def summary_frame(agg: pd.DataFrame, metrics: Iterable[str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """(methods × headline columns of means, ordered by the first column best first; per column, its best
+    method)."""
+    cols = headline(agg, metrics)
+    if not cols:
+        return pd.DataFrame(), {}
+    several = len({d for _, d, _ in cols}) > 1
+    names = {c: (f"{c[1]} · " if several else "") + f"{c[0]} {c[2]}" for c in cols}
+    frame = pd.DataFrame(index=list(dict.fromkeys(agg["method"])))
+    for c in cols:
+        rows = agg[(agg["task"] == c[0]) & (agg["dataset"] == c[1]) & (agg["metric"] == c[2])]
+        frame[names[c]] = rows.set_index("method")["mean"]
+    best = {}
+    for c in cols:
+        col = frame[names[c]].dropna()
+        if len(col) and direction(c[2]):
+            best[names[c]] = col.idxmax() if direction(c[2]) > 0 else col.idxmin()
+    first = cols[0]
+    frame = frame.sort_values(names[first], ascending=direction(first[2]) < 0, na_position="last", kind="stable")
+    return frame, best
+
+
+def print_summary(agg: pd.DataFrame, console, metrics: Iterable[str] | None = None, title: str = "",
+                  report: str | None = None) -> None:
+    """The summary as a rich table on `console` (best per column in bold with ★), then the report's path."""
+    from rich.table import Table
+    from rich.text import Text
+
+    frame, best = summary_frame(agg, metrics)
+    if frame.empty:
+        console.print("no FINISHED cells with metrics yet: run the suite first (matchbench run)", markup=False)
+        return
+    tuned = agg.drop_duplicates("method").set_index("method")["tuned"] if "tuned" in agg else None
+    table = Table(title=title or None, title_justify="left")
+    table.add_column("method", no_wrap=True)
+    for name in frame.columns:
+        table.add_column(name + (" ↑" if direction(name.rsplit(" ", 1)[-1]) > 0 else " ↓"), justify="right")
+    if tuned is not None:
+        table.add_column("tuned parameters")
+    for method, row in frame.iterrows():
+        cells = [Text(str(method))]
+        for name, value in row.items():
+            if pd.isna(value):
+                cells.append(Text("—"))
+            elif best.get(name) == method:
+                cells.append(Text(f"★ {value:.4f}", style="bold"))
+            else:
+                cells.append(Text(f"{value:.4f}"))
+        if tuned is not None:
+            cells.append(Text(str(tuned.get(method, "") or "")))
+        table.add_row(*cells)
+    console.print(table)
+    console.print("★ best per column (mean over seeds); every metric, with spreads and significance tests: "
+                  + (f"{report}" if report else "matchbench report SUITE"), markup=False)

@@ -1,0 +1,40 @@
+"""The terminal summary (`matchbench results SUITE --format summary`, what `make demo` prints): one row per
+method, the headline metrics, best per column marked, rows ordered by the first column."""
+import pandas as pd
+from rich.console import Console
+
+from harness.report.summary import headline, print_summary, summary_frame
+
+
+def agg_frame() -> pd.DataFrame:
+    rows = []
+    for method, ndcg in (("item_pop", 0.069), ("bpr", 0.047), ("oracle", 0.135), ("rnn", 0.071)):
+        for k, scale in ((10, 1.0), (20, 1.5)):
+            rows.append(("itemrec", method, "synthetic", f"ndcg_{k}", ndcg * scale))
+            rows.append(("itemrec", method, "synthetic", f"recall_{k}", 2 * ndcg * scale))
+            rows.append(("itemrec", method, "synthetic", f"popularity_{k}", 100 - ndcg))
+        rows.append(("itemrec", method, "synthetic", "n_queries", 50.0))
+        rows.append(("userrec", method, "synthetic", "ndcg_10", 1 - ndcg))
+        rows.append(("truth", method, "synthetic", "spearman_joint", ndcg))
+    frame = pd.DataFrame(rows, columns=["task", "method", "dataset", "metric", "mean"])
+    frame["std"], frame["n_seeds"] = 0.0, 2
+    return frame
+
+
+def test_headline_metrics_are_ndcg_and_recall_at_the_smallest_k_per_task():
+    assert headline(agg_frame()) == [("itemrec", "synthetic", "ndcg_10"), ("itemrec", "synthetic", "recall_10"),
+                                     ("userrec", "synthetic", "ndcg_10")]
+    assert headline(agg_frame(), ["popularity_20"]) == [("itemrec", "synthetic", "popularity_20")]
+
+
+def test_rows_follow_the_first_column_and_each_column_marks_its_best():
+    frame, best = summary_frame(agg_frame())
+    assert list(frame.index) == ["oracle", "rnn", "item_pop", "bpr"]
+    assert best == {"itemrec ndcg_10": "oracle", "itemrec recall_10": "oracle", "userrec ndcg_10": "bpr"}
+    console = Console(record=True, width=150)
+    print_summary(agg_frame(), console, title="quickstart: results", report="reports/quickstart.md")
+    text = console.export_text()
+    assert "★ 0.1350" in text and "★ 0.9530" in text and text.count("★") == 4  # three bests and the legend
+    assert "reports/quickstart.md" in text and "spearman" not in text and "n_queries" not in text
+    lines = [ln for ln in text.splitlines() if "│" in ln]
+    assert [ln.split("│")[1].strip() for ln in lines] == ["oracle", "rnn", "item_pop", "bpr"]
