@@ -128,10 +128,14 @@ def backend_problem(uri: str) -> str | None:
     if base == "postgresql":
         import importlib.util
 
-        module = {"": "psycopg2", "psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000"}.get(driver)
+        if not driver:  # SQLAlchemy's default PostgreSQL driver: psycopg (3) since SQLAlchemy 2.1, psycopg2 before
+            from sqlalchemy.dialects import postgresql
+
+            driver = postgresql.dialect.driver
+        module = {"psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000"}.get(driver)
         if module and importlib.util.find_spec(module) is None:
             return (f"--backend-store-uri {uri}: the PostgreSQL driver {module} is not installed; install the "
-                    "server extra: pip install 'matchbench[server]' (psycopg2-binary)")
+                    "server extra: pip install 'matchbench[server]' (psycopg)")
     elif base not in ("sqlite", "mysql", "mssql"):
         return (f"--backend-store-uri {uri}: use sqlite:///PATH.db (a file) or postgresql://USER@HOST:PORT/DB, "
                 "e.g. --backend-store-uri sqlite:///mlruns.db")

@@ -101,8 +101,9 @@ def test_unwritable_artifact_folder_names_it(workdir, capsys):
         art.chmod(0o755)
 
 
-def test_read_only_store_is_one_error_naming_it(tmp_path):
+def test_read_only_store_is_one_error_naming_it(tmp_path, monkeypatch):
     """A database opened read-only (SQLite's own mode=ro: what a read-only file gives, also as root)."""
+    monkeypatch.chdir(tmp_path)  # MLflow makes the "parent folder" of a file: name relative to the cwd
     db = tmp_path / "mlruns.db"
     MlflowTracker(f"sqlite:///{db}").client.search_experiments()  # the schema, in a writable store
     uri = f"sqlite:///file:{db}?mode=ro&uri=true"
