@@ -111,6 +111,10 @@ def run_suite(suite: Suite, registry: Registry, executor, tracker: Tracker, reru
     todo = [c for c in suite.cells if c.config_hash not in done]
     studies = getattr(tracker, "study_storage", lambda: None)()  # tuned cells' Optuna studies (harness.tuning)
     todo = [replace(c, study_storage=studies) if c.model.tune is not None else c for c in todo]
+    if rerun and studies:  # --rerun tunes again: the studies of the cells it redoes start empty
+        from .tuning import forget_studies
+
+        forget_studies(studies, [c.config_hash for c in todo if c.model.tune is not None and not c.skip_reason])
     runnable = by_data_group([c for c in todo if not c.skip_reason])
     records: list[CellRecord] = []
 

@@ -227,6 +227,11 @@ def tune_problems(block: TuneBlock, spec, comps: list, given: dict[str, Any], sp
         if dist.kind == "float" and p.type == "int":
             out.append(f"{at}: {name} is an int parameter; write int: [lo, hi] (or choice: [...])")
             continue
+        odd = [v for v in dist.choice or () if v is not None and not isinstance(v, (bool, int, float, str))]
+        if odd:
+            out.append(f"{at}: choice values must be numbers, text, booleans or null (Optuna's categorical), got "
+                       f"{odd[0]!r}; tune a list or mapping parameter through a text or number it is built from")
+            continue
         values = dist.choice if dist.kind == "choice" else list(dist.range)
         for v in values:
             _, problem = p.check(v)
@@ -328,6 +333,18 @@ def counted(study) -> list:
     return [t for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
             or (t.state == TrialState.FAIL and _COUNTED in t.user_attrs)]
+
+
+def forget_studies(url: str, names: list[str]) -> None:
+    """Delete the studies `names` from the storage at `url` where they exist (`--rerun`: tune again from scratch)."""
+    if not names:
+        return
+    optuna = _optuna()
+    store = storage(url)
+    have = {s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
+    for name in names:
+        if name in have:
+            optuna.delete_study(study_name=name, storage=store)
 
 
 def run_study(j: "Journey") -> None:

@@ -201,6 +201,10 @@ def test_resume_repeats_no_finished_trial(reg, workdir):
     assert len(interrupted) == 1 and interrupted[0].info.status == "FAILED"
     assert api.run(suite, registry=reg).empty  # FINISHED: nothing left to do
     assert Knob.fits == 5
+    api.run(suite, registry=reg, rerun=True)  # --rerun tunes again, from an empty study
+    assert Knob.fits == 5 + 8 + 1
+    again = optuna.load_study(study_name=row["config_hash"], storage=f"sqlite:///{workdir / 'mlruns.optuna.db'}")
+    assert [t.state.name for t in again.trials] == ["COMPLETE"] * 8
 
 
 def cell_experiment(tracker) -> str:
@@ -253,6 +257,9 @@ def test_bad_blocks_are_refused_in_one_error(reg):
     also_set["models"][0]["center"] = 3.0
     with pytest.raises(ConfigError, match="center is both set on the entry"):
         build_suite(also_set, reg)
+    listed = knob_suite({"params": {"center": {"choice": [[1.0, 2.0]]}}})
+    with pytest.raises(ConfigError, match="choice values must be numbers, text, booleans or null"):
+        build_suite(listed, reg)
     ctr_metric = knob_suite({"metric": "ctr/auc"})
     with pytest.raises(ConfigError, match="not produced"):
         build_suite(ctr_metric, reg)
