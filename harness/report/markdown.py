@@ -156,7 +156,8 @@ def cells_md(df: pd.DataFrame, tracker: Tracker) -> str:
     older = (f" ({superseded} older records of these cells, from earlier configurations or attempts, are not listed)"
              if superseded else "")
     out = [f"## Cells\n\n{len(df)} cells: {summary}; total wall time {total:.1f} s{older}.\n"]
-    timings = [(head, col) for head, col in (("fit (s)", "metrics.time/fit_s"), ("eval (s)", "metrics.time/eval_s"))
+    timings = [(head, col) for head, col in (("fit (s)", "metrics.time/fit_s"), ("eval (s)", "metrics.time/eval_s"),
+                                             ("tuning (s)", "metrics.time/tune_s"))  # a tuned cell's study
                if col in df]
     header = ["cell", "status", "wall time (s)"] + [head for head, _ in timings]
     rows = []
