@@ -30,6 +30,7 @@ Internal: plugin authors use `harness.plugin`.
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -112,6 +113,8 @@ class RayExecutor:
         if unknown:
             raise ConfigError(f"executor.resources: unknown key(s) {', '.join(unknown)}; valid: "
                               f"{', '.join(RESOURCE_KEYS)}")
+        if not self.address:  # a local instance on 127.0.0.1 only: Ray reads this when it is first imported
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import_ray()  # fail now, before any data is loaded
 
     def _cpus_per_cell(self) -> float:
@@ -139,7 +142,7 @@ class RayExecutor:
         if self.address:
             kwargs["address"] = self.address
         else:
-            kwargs.update(num_cpus=int(self.jobs * self._cpus_per_cell()),
+            kwargs.update(num_cpus=math.ceil(self.jobs * self._cpus_per_cell()),  # `jobs` cells at once
                           object_store_memory=LOCAL_OBJECT_STORE_BYTES)
         try:
             ray.init(**kwargs)
@@ -162,8 +165,6 @@ class RayExecutor:
             progress: Callable[[str, int, int], None] | None = None) -> Iterator[CellRecord]:
         if not cells:
             return
-        if not self.address:  # a local instance on 127.0.0.1 only (read when ray is first imported)
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray = import_ray()
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}  # ray.init sets its own
         started = self._start(ray)
