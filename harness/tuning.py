@@ -261,6 +261,8 @@ def tune_problems(block: TuneBlock, spec, comps: list, given: dict[str, Any], sp
 
 
 # ------------------------------------------------------------------------------------------------ the study
+_RETRY = "matchbench_retry_of"
+"""The user attribute of a trial queued to redo an interrupted one: the interrupted trial's number."""
 _COUNTED = "matchbench_counted"
 """The user attribute of a trial that failed by an error of its own (it counts towards the budget)."""
 
@@ -301,13 +303,13 @@ def storage(url: str | None):
 
 def _sampler(block: TuneBlock, seed: int, n_before: int):
     """The block's sampler, seeded by the cell's seed and the number of trials the study already has (a resumed
-    study does not draw the same points again)."""
+    study does not draw the same points again; the grid sampler keeps its order and skips visited points itself)."""
     optuna = _optuna()
     s = int.from_bytes(hashlib.sha256(f"{seed}-{n_before}".encode()).digest()[:4], "little")
     if block.sampler == "random":
         return optuna.samplers.RandomSampler(seed=s)
-    if block.sampler == "grid":
-        return optuna.samplers.GridSampler({n: d.grid() for n, d in block.params.items()}, seed=s)
+    if block.sampler == "grid":  # its grid ids index a seeded shuffle: the same on every resume
+        return optuna.samplers.GridSampler({n: d.grid() for n, d in block.params.items()}, seed=seed)
     return optuna.samplers.TPESampler(seed=s)
 
 
@@ -319,6 +321,15 @@ def _close_stale(study) -> None:
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def _retry_interrupted(study, block: TuneBlock) -> None:
+    """Queue the parameters of each interrupted trial once more (the grid sampler counts a failed point as visited
+    and would never return to it; the other samplers lose nothing by finishing what was started)."""
+    retried = {t.user_attrs.get(_RETRY) for t in study.get_trials(deepcopy=False)}
+    for t in study.get_trials(deepcopy=False):
+        if interrupted(t) and t.number not in retried and set(t.params) == set(block.params):
+            study.enqueue_trial(t.params, user_attrs={_RETRY: t.number})
 
 
 def interrupted(t) -> bool:
@@ -364,6 +375,7 @@ def run_study(j: "Journey") -> None:
     else:
         study = optuna.create_study(storage=store, load_if_exists=True, **kw)
     _close_stale(study)
+    _retry_interrupted(study, block)
     n_before = len(study.trials)
     study.sampler = _sampler(block, cell.seed, n_before)
     resumed = len(counted(study))

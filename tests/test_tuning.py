@@ -207,6 +207,27 @@ def test_resume_repeats_no_finished_trial(reg, workdir):
     assert [t.state.name for t in again.trials] == ["COMPLETE"] * 8
 
 
+def test_a_resumed_grid_study_evaluates_every_point_once(reg, tmp_path):
+    """The grid sampler counts a failed point as visited: the interrupted point is queued again on resume, so the
+    grid ends with every point evaluated exactly once."""
+    from dataclasses import replace
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    cell = replace(only_cell(knob_suite({"params": {"center": {"int": [0, 5]}}, "sampler": "grid"}, valid_item=3,
+                                        test_item=3), reg), study_storage=url)
+    Knob.interrupt_at = 3
+    with pytest.raises(Interrupted):
+        run_cell(cell, reg)
+    Knob.fits, Knob.interrupt_at = 0, None
+    rec = run_cell(cell, reg)
+    assert rec.status == "FINISHED" and rec.params["tuned.center"] == 3 and Knob.fits == 4 + 1
+    trials = optuna.load_study(study_name=cell.config_hash, storage=url).trials
+    assert sorted(t.params["center"] for t in trials if t.state.name == "COMPLETE") == [0, 1, 2, 3, 4, 5]
+    assert [t.state.name for t in trials].count("FAIL") == 1
+
+
 def cell_experiment(tracker) -> str:
     return tracker.client.get_experiment_by_name("knobs").experiment_id
 
