@@ -381,7 +381,7 @@ def run_study(j: "Journey") -> None:
     resumed = len(counted(study))
     todo = block.budget() - resumed
     if todo > 0:
-        study.optimize(Objective(j, block), n_trials=todo, catch=(Exception,))
+        study.optimize(Objective(j, block, sense), n_trials=todo, catch=(Exception,))
     trials = counted(study)
     rec.trials = [_trial_record(cell, t) for t in study.get_trials(deepcopy=False)]
     states = [t.state.name for t in trials]
@@ -390,6 +390,9 @@ def run_study(j: "Journey") -> None:
                         "tune/resumed": float(resumed), "time/tune_s": time.time() - t0})
     rec.params.update({"tune.metric": block.metric, "tune.sampler": block.sampler, "tune.pruner": block.pruner,
                        "tune.budget": block.budget(), "tune.storage": cell.study_storage or "memory"})
+    if block.pruner != "none" and trials and not any(t.intermediate_values for t in trials):
+        rec.tags["matchbench.tune_note"] = (f"pruner {block.pruner}: the model logged no per-epoch validation curve "
+                                            f"(valid/{block.metric.split('/', 1)[1]}), so no trial could be pruned")
     done = [t for t in trials if t.state.name == "COMPLETE"]
     rec.curves["tune/trial_value"] = [(t.number, float(t.value)) for t in done]
     best_so_far, best = [], None
@@ -417,11 +420,14 @@ class Objective:
     """One trial: fit the suggested parameters on the training data, evaluate on the validation set (the trial's
     copy of the split has the validation set in the test set's place and no test data at all)."""
 
-    def __init__(self, j: "Journey", block: TuneBlock):
+    def __init__(self, j: "Journey", block: TuneBlock, sense: int):
         self.j, self.block = j, block
         split = j.split
         self.split = replace(split, test=split.valid, test_impressions=None, test_funnel=None)
+        # the curve the pruner reads: the model's per-epoch `valid/<metric>_<K>`; where a model logs only the
+        # early-stopping curve every built-in logs, valid/ndcg_10, that one stands in for a metric to maximise
         self.curve = f"valid/{block.metric.split('/', 1)[1]}"
+        self.fallback = "valid/ndcg_10" if sense > 0 else None
 
     def __call__(self, trial) -> float:
         from .journey import Journey, fit, requests
@@ -431,10 +437,11 @@ class Objective:
         cell = replace(j.cell, model=replace(j.cell.model, params={**j.cell.model.params, **params}))
         rec = CellRecord(suite=cell.suite, config_hash=cell.config_hash, run_name=f"trial {trial.number}",
                          status="RUNNING", start_time=time.time())
-        pruned_on = [self.curve]
+        seen: set[str] = set()
 
         def observe(name: str, value: float, step: int) -> None:
-            if block.pruner == "none" or name != pruned_on[0]:
+            seen.add(name)
+            if block.pruner == "none" or not (name == self.curve or (name == self.fallback and self.curve not in seen)):
                 return
             trial.report(float(value), int(step))
             if trial.should_prune():

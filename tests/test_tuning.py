@@ -42,19 +42,19 @@ class Knob(Model):
     fits = 0
     interrupt_at: int | None = None
 
-    def __init__(self, center: float = 0.0, epochs: int = 3):
-        self.center, self.epochs = float(center), int(epochs)
+    def __init__(self, center: float = 0.0, epochs: int = 3, curve: str = "valid/ndcg_40"):
+        self.center, self.epochs, self.curve = float(center), int(epochs), curve
 
     def fit(self, train, loss, ctx):
         type(self).fits += 1
         if type(self).interrupt_at is not None and type(self).fits >= type(self).interrupt_at:
             raise Interrupted()
         self.n_items = train.n_items
-        if ctx.valid is not None:
+        if ctx.valid is not None and self.curve:
             target = int(ctx.valid.targets.indices[0])  # every validation state has the same target
             for epoch in range(self.epochs):
                 # a curve that improves with the epochs and is better the nearer center is to the validation target
-                ctx.log_metric("valid/ndcg_40", (epoch + 1) / self.epochs / (1 + abs(self.center - target)), epoch)
+                ctx.log_metric(self.curve, (epoch + 1) / self.epochs / (1 + abs(self.center - target)), epoch)
 
     def factors(self, states):
         i = torch.arange(self.n_items, dtype=torch.float64)
@@ -98,7 +98,8 @@ class KnobPlugins:
                            tasks=("itemrec",),
                            params=(Param("center", "float", 0.0, "the item the ranking centres on", low=0.0,
                                          high=N_ITEMS - 1.0),
-                                   Param("epochs", "int", 3, "epochs of the logged curve", low=1))))
+                                   Param("epochs", "int", 3, "epochs of the logged curve", low=1),
+                                   Param("curve", "str", "valid/ndcg_40", "the curve's name (empty: none)"))))
 
     @hookimpl
     def register_splits(self, register):
@@ -247,6 +248,19 @@ def test_pruned_trials_are_recorded_as_pruned_not_failed(reg, workdir):
     # a pruned trial stopped early: its curve is shorter than its epochs
     r = pruned[0]
     assert len(tracker.curve(r.info.run_id, "valid/ndcg_40")) < int(r.data.params["model.epochs"])
+
+
+def test_the_pruner_reads_the_early_stopping_curve_or_says_it_has_none(reg):
+    """A metric without its own curve (recall_40) is pruned on the valid/ndcg_10 curve models log; a model that logs
+    no validation curve cannot be pruned, and the cell says so."""
+    block = {"trials": 10, "sampler": "random", "pruner": "median", "metric": "itemrec/recall_40"}
+    suite = knob_suite(block)
+    suite["models"][0]["curve"] = "valid/ndcg_10"
+    rec = run_cell(only_cell(suite, reg), reg)
+    assert rec.metrics["tune/pruned"] > 0 and "matchbench.tune_note" not in rec.tags
+    suite["models"][0]["curve"] = ""
+    rec = run_cell(only_cell(suite, reg), reg)
+    assert rec.metrics["tune/pruned"] == 0 and "no per-epoch validation curve" in rec.tags["matchbench.tune_note"]
 
 
 # ------------------------------------------------------------------------------------------------ validation
