@@ -387,8 +387,8 @@ class MlflowTracker(Tracker):
             self._log_batch(run_id, metrics=metrics, params=params)
             stage = "artifacts"
             self._log_artifacts(run_id, record)
-            self._log_trials(exp_id, run_id, record)
             stage = "store"
+            self._log_trials(exp_id, run_id, record)
             status = "FAILED" if record.status == "FAILED" else "FINISHED"
             retry(lambda: self.client.set_terminated(run_id, status, end_time=_ms(end)))
         except BaseException as exc:  # record what went wrong with the recording itself, then close the run
