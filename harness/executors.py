@@ -7,9 +7,10 @@ the single writer of the tracking store. Both keep the same guarantees:
   SIGKILL ...)"); the other cells go on. Each attempt that died is listed in the record's tags
   (`matchbench.attempts`, `matchbench.worker_deaths`).
 
-`local` runs `jobs` worker processes (spawned, each with the machine's threads divided between them), one cell at a
-time each, and sees each worker's exit: a dead one is replaced and only its own cell is charged (a
-`concurrent.futures` pool cannot tell which task killed it and breaks every pending one). `jobs=1` without
+`local` runs `jobs` worker processes (each with the machine's threads divided between them; forked from a fork server
+that imported torch, the harness and the plugins once, so a replacement starts in a moment; spawned where there is no
+fork server), one cell at a time each, and sees each worker's exit: a dead one is replaced and only its own cell is
+charged (a `concurrent.futures` pool cannot tell which task killed it and breaks every pending one). `jobs=1` without
 retries runs the cells in this process (progress per epoch); a crash there is the driver's own (resume recovers).
 `ray` (harness.ray_executor) runs each cell as a Ray task.
 
@@ -119,19 +120,21 @@ def _on_sigterm(_signum, _frame):
     raise _Stopped
 
 
-def _orphan_watch(parent: int) -> None:
-    """Exit when the driver is gone (kill -9 leaves nobody to read the result): no orphan burns the CPU."""
+def _orphan_watch(driver: int) -> None:
+    """Exit when the driver is gone (kill -9 leaves nobody to read the result): no orphan burns the CPU. A forked
+    worker's parent is the fork server, which exits with the driver; a spawned one's is the driver."""
+    parent = os.getppid()
     while True:
         time.sleep(1.0)
         if os.getppid() != parent:
             os._exit(1)
 
 
-def _worker_main(conn, threads: int, registry_blob: bytes, parent: int) -> None:
+def _worker_main(conn, threads: int, registry_blob: bytes, driver: int) -> None:
     """A worker: run the cells the driver sends, one at a time, and send back each record."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which stops the workers
     signal.signal(signal.SIGTERM, _on_sigterm)
-    threading.Thread(target=_orphan_watch, args=(parent,), daemon=True).start()
+    threading.Thread(target=_orphan_watch, args=(driver,), daemon=True).start()
     try:
         _serve(conn, threads, registry_blob)
     except _Stopped:
@@ -195,6 +198,21 @@ class _Worker:
         self.conn.close()
 
 
+def _context():
+    """Workers forked from a fork server that has imported torch, the harness and the entry-point plugins once
+    (a new or replaced worker starts in a fraction of a second, and nothing of the driver is inherited), else
+    (no fork server on this platform) spawned."""
+    try:
+        ctx = get_context("forkserver")
+    except ValueError:
+        return get_context("spawn")
+    from importlib.metadata import entry_points
+
+    ctx.set_forkserver_preload(["torch", "harness.runner", "harness.journey",
+                                *(ep.module for ep in entry_points(group="matchbench"))])
+    return ctx
+
+
 class LocalExecutor:
     """A pool of `jobs` worker processes on this machine; `retries`: attempts more for a cell whose worker died."""
 
@@ -227,7 +245,7 @@ class LocalExecutor:
 
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         blob = cloudpickle.dumps(registry)  # by value where needed: classes defined in a notebook or a test
-        ctx = get_context("spawn")
+        ctx = _context()
         todo: deque[Cell] = deque(cells)
         attempts = Attempts(self.retries)
         workers: list[_Worker] = []
