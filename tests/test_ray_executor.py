@@ -106,3 +106,29 @@ def test_ray_without_retries_records_the_death_and_ships_artifacts_from_other_no
     assert by_model["item_pop"].status == "FINISHED"
     runs = tracker.runs("tiny").set_index("params.model")
     assert tracker.artifact(runs.loc["item_pop", "run_id"], "rankings.parquet") is not None
+
+
+def test_a_cell_asks_for_a_gpu_only_when_its_model_wants_one_and_the_cluster_has_one():
+    from harness import hookimpl
+    from harness.errors import ConfigError
+    from harness.ray_executor import RayExecutor
+    from harness.specs import ModelSpec
+    from plugins.models.popularity import ItemPop
+
+    class GpuPlugin:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec(name="gpu_pop", factory=ItemPop, score_kind="intensity", gpu=True,
+                               description="item_pop that says it trains on a GPU"))
+
+    reg = Registry.load(extra=[GpuPlugin()])
+    cells = {c.model.name: c for c in build_suite(small(models=["gpu_pop", "item_pop"]), reg).cells}
+    ex = RayExecutor(2)
+    assert ex._gpus(ray, cells["gpu_pop"], reg, has_gpu=True) == 1
+    assert ex._gpus(ray, cells["gpu_pop"], reg, has_gpu=False) == 0  # runs on CPUs instead of waiting forever
+    assert ex._gpus(ray, cells["item_pop"], reg, has_gpu=True) == 0
+    assert RayExecutor(2, resources={"num_gpus": 0.5})._gpus(ray, cells["item_pop"], reg, has_gpu=True) == 0.5
+    with pytest.raises(ConfigError, match="the Ray cluster has no GPU"):
+        RayExecutor(2, resources={"num_gpus": 1})._gpus(ray, cells["item_pop"], reg, has_gpu=False)
+    with pytest.raises(ConfigError, match="unknown key"):
+        RayExecutor(2, resources={"gpus": 1})
