@@ -48,6 +48,8 @@ INSTALL_HINT = "pip install 'matchbench[ray]'"
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 """A local instance's object store: records are small (artifacts stay on the node), so a lean one starts faster."""
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+CONNECT_TIMEOUT_S = 3.0
 CANCEL_GRACE_S = 5.0
 """Seconds cancelled cells get to drop their scratch folders before the local instance stops."""
 
@@ -113,7 +115,9 @@ class RayExecutor:
         if unknown:
             raise ConfigError(f"executor.resources: unknown key(s) {', '.join(unknown)}; valid: "
                               f"{', '.join(RESOURCE_KEYS)}")
-        if not self.address:  # a local instance on 127.0.0.1 only: Ray reads this when it is first imported
+        if not self.address or _host(self.address) in LOOPBACK:
+            # a local instance on 127.0.0.1 only, or a cluster started there (`ray start --node-ip-address
+            # 127.0.0.1`): Ray reads this when it is first imported, else it takes 127.0.0.1 for the machine's address
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import_ray()  # fail now, before any data is loaded
 
@@ -140,6 +144,9 @@ class RayExecutor:
         kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING",
                                       runtime_env={"env_vars": env})
         if self.address:
+            problem = _unreachable(self.address)
+            if problem:
+                raise ConfigError(problem)
             kwargs["address"] = self.address
         else:
             kwargs.update(num_cpus=math.ceil(self.jobs * self._cpus_per_cell()),  # `jobs` cells at once
@@ -185,6 +192,10 @@ class RayExecutor:
         cpus = self._cpus_per_cell()
         threads = max(1, int(cpus))
         has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+        largest = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+        if cpus > largest:  # Ray would wait for a node that can take the task, forever
+            raise ConfigError(f"executor.resources.num_cpus: {cpus:g} per cell, but the largest node of the Ray "
+                              f"cluster has {largest:g} CPUs; ask for at most {largest:g}")
         driver_node = {True: "", False: None}.get(self.ship_artifacts, ray.get_runtime_context().get_node_id())
         task = ray.remote(_run_task)
         reg_ref = ray.put(registry)
@@ -221,6 +232,33 @@ class RayExecutor:
                 ray.cancel(ref)
             if pending:
                 ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_S)
+
+
+def _host(address: str) -> str:
+    """The host of a Ray address (HOST:PORT or ray://HOST:PORT); '' for 'auto'."""
+    rest = address.split("://", 1)[-1]
+    return "" if rest == "auto" else rest.rsplit(":", 1)[0].strip("[]")
+
+
+def _unreachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why the cluster at `address` cannot be reached, or None: a TCP connection to HOST:PORT must open within
+    `timeout` seconds (Ray itself keeps retrying for minutes). 'auto' is left to Ray."""
+    import socket
+
+    rest = address.split("://", 1)[-1]
+    if rest == "auto":
+        return None
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        return (f"--address {address}: expected HOST:PORT (the head's GCS port, e.g. 10.0.0.5:6379), "
+                "ray://HOST:10001 (Ray Client) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return (f"--address {address}: no Ray cluster answers at {host}:{port} within {timeout:g} s "
+                f"({exc.strerror or exc}); start one there (ray start --head --port {port}) or fix the address")
+    return None
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
