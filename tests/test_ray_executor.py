@@ -132,3 +132,54 @@ def test_a_cell_asks_for_a_gpu_only_when_its_model_wants_one_and_the_cluster_has
         RayExecutor(2, resources={"num_gpus": 1})._gpus(ray, cells["item_pop"], reg, has_gpu=False)
     with pytest.raises(ConfigError, match="unknown key"):
         RayExecutor(2, resources={"gpus": 1})
+
+
+@pytest.mark.slow
+def test_ray_runs_on_a_cluster_given_its_address(workdir, monkeypatch):
+    """A throwaway one-node cluster (`ray start --head` on 127.0.0.1, token auth off), stopped with its process
+    group afterwards; an unreachable address and a request larger than any node are one error each."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from harness.errors import ConfigError
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    tmp = Path(tempfile.mkdtemp(prefix="mbray", dir="/tmp"))  # short: Ray's Unix socket paths live under it
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--port=0", "--num-cpus=2",
+                             "--include-dashboard=false", "--node-ip-address=127.0.0.1", f"--temp-dir={tmp}",
+                             "--disable-usage-stats", "--block"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        found = tmp / "ray_current_cluster"
+        deadline = time.monotonic() + 120
+        while not (found.exists() and found.read_text().strip()) and time.monotonic() < deadline:
+            assert head.poll() is None, "ray start --head exited"
+            time.sleep(0.5)
+        address = found.read_text().strip()
+        reg = Registry.load()
+        suite = small(models=["item_pop"], seeds=[0, 1])
+        with time_limit():
+            frame = api.run(suite, registry=reg, executor="ray", address=address, jobs=2)
+        assert len(frame) == 2 and (frame.status == "FINISHED").all()
+        with time_limit(), pytest.raises(ConfigError, match="the largest node of the Ray cluster has 2 CPUs"):
+            api.run(dict(suite, executor={"name": "ray", "resources": {"num_cpus": 4}}), registry=reg,
+                    address=address, rerun=True)
+        with pytest.raises(ConfigError, match="no Ray cluster answers at 127.0.0.1:1 within"):
+            api.run(suite, registry=reg, executor="ray", address="127.0.0.1:1", rerun=True)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(20)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # what --block left behind
+        except ProcessLookupError:
+            pass
+        head.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
