@@ -476,32 +476,44 @@ class MlflowTracker(Tracker):
         """Parent runs left RUNNING by a driver that no longer runs on this host (or that carry no driver tag), and
         cell runs left RUNNING under such a parent or a closed one: marked KILLED (attribute and status tag), with
         `matchbench.killed_reason`. A RUNNING parent whose driver ran on another host is left alone: this host
-        cannot tell whether it still runs (its cells are not counted as finished either way)."""
+        cannot tell whether it still runs (its cells are not counted as finished either way). Each run is read
+        again just before it is closed, so a writer that finished it meanwhile keeps its status."""
         from mlflow.entities import RunTag
 
         from harness.plugin import driver_alive, driver_id
 
+        def abandoned_parent(run) -> bool:
+            tags = run.data.tags
+            return run.info.status != "RUNNING" or "matchbench.driver" not in tags or driver_alive(
+                tags["matchbench.driver"]) is False
+
         runs = self._search(suite, "attributes.status = 'RUNNING'")
         parents = {r.info.run_id: r for r in runs if r.data.tags.get("matchbench.kind") == "parent"}
-        dead = {run_id for run_id, r in parents.items()
-                if driver_alive(r.data.tags.get("matchbench.driver", "")) is False
-                or "matchbench.driver" not in r.data.tags}
         closed = 0
         for r in runs:
             tags = r.data.tags
-            if tags.get("matchbench.kind") == "parent":
-                if r.info.run_id not in dead:
+            kind = tags.get("matchbench.kind")
+            if kind == "parent":
+                if not abandoned_parent(r):
                     continue
                 why = f"its driver ({tags.get('matchbench.driver', 'unknown')}) no longer runs"
-            elif tags.get("matchbench.kind") == "cell":
-                parent = tags.get("mlflow.parentRunId")
-                if parent in parents and parent not in dead:
+            elif kind == "cell":
+                pid = tags.get("mlflow.parentRunId")
+                parent = parents.get(pid)
+                if parent is None and pid:  # closed since, or on another page: read it now
+                    try:
+                        parent = retry(lambda p=pid: self.client.get_run(p))
+                    except Exception:  # deleted: nobody will close this run
+                        parent = None
+                if parent is not None and not abandoned_parent(parent):
                     continue
                 why = "its suite invocation ended before the run was closed"
             else:
                 continue
+            if retry(lambda rid=r.info.run_id: self.client.get_run(rid)).info.status != "RUNNING":
+                continue  # its writer closed it meanwhile
             new = [RunTag("matchbench.killed_reason", f"{why}; closed by {driver_id()}")]
-            if tags.get("matchbench.kind") == "cell":
+            if kind == "cell":
                 new.append(RunTag("matchbench.status", "KILLED"))
             retry(lambda rid=r.info.run_id, t=new: self.client.log_batch(rid, tags=t))
             retry(lambda rid=r.info.run_id: self.client.set_terminated(rid, "KILLED"))
