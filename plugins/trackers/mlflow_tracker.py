@@ -126,9 +126,10 @@ def _init_lock_path(db: Path) -> Path:
 
 
 def open_sqlite_store(db: Path, open_store: Callable[[], T]) -> T:
-    """Open the SQLite store `db` with `open_store()` (which creates MLflow's tables when they are missing) while
-    holding an exclusive file lock, after putting the database in WAL mode: processes started at once then create
-    the schema once instead of racing on the migrations, and readers never block the single writer."""
+    """Open the SQLite store `db` with `open_store()` (which creates MLflow's tables when they are missing), after
+    putting the database in WAL mode (readers never block the writer) under an exclusive file lock, which is held
+    on through `open_store()` while the schema is missing: processes started at once then create the schema once
+    instead of racing on MLflow's migrations, and a store that has its schema is opened without waiting."""
     try:
         import fcntl
     except ImportError:  # no fcntl (Windows): MLflow's own retries are all there is
@@ -139,9 +140,27 @@ def open_sqlite_store(db: Path, open_store: Callable[[], T]) -> T:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         _use_wal(db)
-        return open_store()
+        if not _has_schema(db):  # whoever creates the schema holds the lock until it is complete
+            return open_store()
     finally:
         os.close(fd)  # releases the lock
+    return open_store()  # the schema is there: open it without making the other processes wait
+
+
+def _has_schema(db: Path) -> bool:
+    """Whether MLflow's migrations have already run on `db` (read-only look; False when in doubt)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return {"experiments", "runs", "alembic_version"} <= tables and bool(
+                con.execute("SELECT count(*) FROM alembic_version").fetchone()[0])
+        finally:
+            con.close()
+    except (sqlite3.Error, OSError):
+        return False
 
 
 def _use_wal(db: Path) -> None:
