@@ -129,3 +129,23 @@ def test_storage_problems_are_recognised_and_not_retried():
         assert "/srv/mlartifacts/1" in _storage_problem(outer)
     assert _storage_problem(RuntimeError("(sqlite3.OperationalError) database is locked")) is None
     assert _retryable(RuntimeError("(sqlite3.OperationalError) database is locked"))
+
+
+@pytest.mark.slow
+def test_artifact_store_failing_on_the_server_is_one_error(workdir, monkeypatch, capsys):
+    """The server's --artifacts-destination cannot take the upload (a file where the experiment's folder goes):
+    MLflow's server answers 500 without the cause, so the error names the server's artifact store and its log."""
+    from harness.server import Server, ServerConfig, free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's default retries a 500 for ~4 minutes
+    suite = _suite(workdir)
+    art = workdir / "srv" / "mlartifacts"
+    art.mkdir(parents=True)
+    (art / "1").write_text("a file where the first experiment's folder goes")
+    cfg = ServerConfig(port=free_port(), backend_store_uri=f"sqlite:///{workdir / 'srv' / 'mlruns.db'}",
+                       artifacts_destination=str(art), workers=1)
+    with Server(cfg, log=workdir / "server.log") as uri:
+        assert main(["run", str(suite), "--tracking-uri", uri, "--no-report"]) == 2
+        line = _one_error(capsys.readouterr().err)
+        assert uri in line and "--artifacts-destination" in line and "500" in line
+        assert MlflowTracker(uri).finished_hashes("tiny") == set()  # it stopped before any cell ran

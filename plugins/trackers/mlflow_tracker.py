@@ -67,6 +67,13 @@ def _storage_problem(exc: BaseException) -> str | None:
     return None
 
 
+def _server_failed(exc: BaseException) -> bool:
+    """Whether a tracking server kept answering 500 (MLflow's client gives up with this after its retries): the
+    server's own storage failed, and it does not send the cause back."""
+    text = str(exc).lower()
+    return "too many 500 error responses" in text or "error code 500" in text
+
+
 def _retryable(exc: BaseException) -> bool:
     if _storage_problem(exc) is not None:
         return False
@@ -233,6 +240,9 @@ class MlflowTracker(Tracker):
         if isinstance(exc, TrackingStoreError):
             return exc
         problem = _storage_problem(exc)
+        if problem is None and artifact_uri is not None and _server_failed(exc):
+            problem = ("the server answered 500 Internal Server Error to the upload, after MLflow's retries; its log "
+                       "names the cause (a full disk or an unwritable --artifacts-destination does this)")
         if problem is None:
             return exc
         self._broken = True
