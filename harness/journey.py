@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,6 +96,9 @@ def fit(j: Journey) -> None:
 
     ctx = FitContext.for_split(j.split, j.dataset, seed=cell.seed, device=j.device, log_metric=log_metric,
                                progress=j.progress)
+    if ctx.valid is not None and not j.settings.exclude_seen:
+        # early stopping measures what the test measures: with exclude_seen false, repeats count as targets
+        ctx.valid = replace(ctx.valid, exclude=None)
     t0 = time.time()
     j.model.fit(j.split.train, loss, ctx)
     rec.metrics["time/fit_s"] = time.time() - t0
