@@ -74,6 +74,7 @@ def check_counts(suite_path, uri, capsys):
     s = api.suite(suite_path)
     assert len(s.cells) == N_RUNS > PAGE
     assert [cell for cell in s.cells if cell.seed is None] == []
+    capsys.readouterr()  # what building the store printed
     assert main(["results", str(suite_path), "--format", "json", "--tracking-uri", uri]) == 0
     rows = json.loads(capsys.readouterr().out)
     recall = [r for r in rows if r["metric"] == "recall_5"]

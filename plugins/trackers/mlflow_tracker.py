@@ -271,6 +271,9 @@ class MlflowTracker(Tracker):
             from mlflow import MlflowClient
 
             _quiet_storage_errors()
+            # no "View run ... at: URL" line on stdout per run logged to a server (it would land in `results`
+            # output and between the progress lines); an explicit user setting wins
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             db = _sqlite_path(self.uri)
             if db is None:
                 self._client = MlflowClient(tracking_uri=self.uri)
