@@ -42,6 +42,8 @@ taken as a purchase (the resource log writes a purchase as a second row right af
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -251,26 +253,44 @@ _COMMON = (
 )
 
 
-def _spec(name, description, lambda_m, lambda_n, alpha_m, alpha_n, resource):
+def _variant(label, lambda_m, lambda_n, alpha_m, alpha_n, resource):
+    """An ablation as a subclass whose constructor states its own defaults (what its Params say)."""
+    def __init__(self, lambda_m=lambda_m, lambda_n=lambda_n, alpha_m=alpha_m, alpha_n=alpha_n, resource=resource,
+                 **kw):
+        ImnNet.__init__(self, lambda_m=lambda_m, lambda_n=lambda_n, alpha_m=alpha_m, alpha_n=alpha_n,
+                        resource=resource, **kw)
+    return type(label, (ImnNet,), {"__init__": __init__, "__doc__": f"IMN-Net ablation {label}.",
+                                   "__module__": __name__, "__qualname__": label})
+
+
+# module-level, so a worker process unpickles them by name
+ImnMse = _variant("ImnMse", 1.0, 0.0, 1.0, 0.0, True)
+ImnNce = _variant("ImnNce", 0.0, 1.0, 0.0, 1.0, True)
+ImnNetStar = _variant("ImnNetStar", 1.0, 0.1, 0.9, 0.1, False)
+
+
+def _spec(name, description, factory):
+    init = next(c for c in factory.__mro__ if "__init__" in vars(c)).__init__
+    defaults = {k: v.default for k, v in inspect.signature(init).parameters.items()}
     params = _COMMON + (
-        Param("lambda_m", "float", lambda_m, "λ_m: weight of the MSE loss (Eq. 22)", low=0.0),
-        Param("lambda_n", "float", lambda_n, "λ_n: weight of the NCE loss (Eq. 22; the paper leaves it open)",
+        Param("lambda_m", "float", defaults["lambda_m"], "λ_m: weight of the MSE loss (Eq. 22)", low=0.0),
+        Param("lambda_n", "float", defaults["lambda_n"], "λ_n: weight of the NCE loss (Eq. 22; the paper leaves it "
+              "open)", low=0.0),
+        Param("alpha_m", "float", defaults["alpha_m"], "α_m: weight of -||j̃ - b||² in the joint discriminator "
+              "(Eq. 23)", low=0.0),
+        Param("alpha_n", "float", defaults["alpha_n"], "α_n: weight of log f₁ in the joint discriminator (Eq. 23)",
               low=0.0),
-        Param("alpha_m", "float", alpha_m, "α_m: weight of -||j̃ - b||² in the joint discriminator (Eq. 23)",
-              low=0.0),
-        Param("alpha_n", "float", alpha_n, "α_n: weight of log f₁ in the joint discriminator (Eq. 23)", low=0.0),
-        Param("resource", "bool", resource, "use the resource-limited branch h^l (Eq. 6) in the combined user"),
+        Param("resource", "bool", defaults["resource"], "use the resource-limited branch h^l (Eq. 6) in the "
+              "combined user"),
     )
-    return ModelSpec(name=name, factory=ImnNet, description=description, params=params)
+    return ModelSpec(name=name, factory=factory, description=description, params=params)
 
 
 @hookimpl
 def register_models(register):
     register(_spec("imn_net", "IMN-Net: JODIE + resource-limited user branch updated on purchases + mutual-"
-                   "information (NCE) estimator; joint discriminator -distance + log f1", 1.0, 0.1, 0.9, 0.1, True))
+                   "information (NCE) estimator; joint discriminator -distance + log f1", ImnNet))
     register(_spec("imn_mse", "IMN-Net ablation IMN_MSE: the MSE part only (no NCE), with the resource branch",
-                   1.0, 0.0, 1.0, 0.0, True))
-    register(_spec("imn_nce", "IMN-Net ablation IMN_NCE: the NCE part only (no MSE), ranked by log f1",
-                   0.0, 1.0, 0.0, 1.0, True))
-    register(_spec("imn_net_star", "IMN-Net ablation IMN-Net*: no resource-limited branch", 1.0, 0.1, 0.9, 0.1,
-                   False))
+                   ImnMse))
+    register(_spec("imn_nce", "IMN-Net ablation IMN_NCE: the NCE part only (no MSE), ranked by log f1", ImnNce))
+    register(_spec("imn_net_star", "IMN-Net ablation IMN-Net*: no resource-limited branch", ImnNetStar))
