@@ -57,6 +57,14 @@ FAST = {  # (kind, name) -> small parameters
     ("model", "lightfm"): {"no_components": 8, "epochs": 2},
     ("model", "logistic_mf"): {"factors": 8, "iterations": 3},
     ("model", "two_tower"): {"dim": 8, "epochs": 1, "max_len": 10},
+    ("model", "jodie"): {"dim": 8, "epochs": 1, "windows": 20},
+    **{("model", m): {"dim": 8, "epochs": 1, "windows": 20, "n_samples": 8}
+       for m in ("imn_net", "imn_mse", "imn_nce", "imn_net_star")},
+    ("model", "fpmc"): {"factors": 8, "epochs": 2},
+    **{("model", m): {"emb_dim": 8, "layers": [16, 8], "epochs": 1}
+       for m in ("youtube_dnn", "mind", "dat", "fm", "esam", "uma2", "uma2_sos")},
+    ("model", "gru4rec"): {"hidden": 8, "epochs": 1, "n_sample": 16},
+    ("model", "nextitnet"): {"factors": 8, "epochs": 1, "max_len": 10},
     ("split", "next_n_day"): {"n": 7.0},
     ("split", "last_fraction"): {"fraction": 0.25, "valid": True},
     ("planner", "topk"): {"alpha": 0.12},
