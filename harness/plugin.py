@@ -90,7 +90,7 @@ from .splits import (
                     users_with_history,
                     window_end,
 )
-from .tracking import CellRecord, Tracker, driver_alive, driver_id
+from .tracking import CellRecord, Tracker, driver_alive, driver_id, sqlite_wal
 
 DatasetFactory = Callable[..., Dataset]
 """A dataset plugin's factory: its resolved parameters in, a `Dataset` out."""
@@ -128,6 +128,6 @@ __all__ = [
     "SAMPLING", "DEFAULT_RATIO", "draw_negatives", "space_counts",
     # the memory guard: refuse a planned allocation beyond the machine's memory, naming the parameter to change
     "require_memory",
-    # helpers for trackers: which process opened a suite invocation, and whether it still runs
-    "driver_id", "driver_alive",
+    # helpers for trackers: which process opened a suite invocation, and whether it still runs; a SQLite store in WAL
+    "driver_id", "driver_alive", "sqlite_wal",
 ]

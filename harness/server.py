@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from .errors import ConfigError, MatchbenchError
+from .tracking import sqlite_wal
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -159,17 +160,11 @@ def folder_problem(folder: Path) -> str | None:
 
 def use_wal(db: Path) -> None:
     """Put the SQLite database `db` in WAL mode before the server opens it: its workers and other readers then
-    never block the writer (WAL is a persistent property of the file)."""
+    never block the writer."""
     import sqlite3
 
-    db.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = sqlite3.connect(str(db), timeout=30)
-        try:
-            if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
-        finally:
-            con.close()
+        sqlite_wal(db)
     except sqlite3.Error as exc:
         raise ConfigError(f"--backend-store-uri sqlite:///{db}: cannot open it as a SQLite database ({exc}); "
                           "point it at a writable .db file") from None

@@ -62,6 +62,21 @@ def _process_start(pid: int) -> str:
         return ""
 
 
+def sqlite_wal(db: Path) -> None:
+    """Put the SQLite database `db` (created with its folder when missing) in WAL mode, a persistent property of
+    the file: readers then never block the writer. Raises sqlite3.Error / OSError; callers decide what a store that
+    cannot be switched means."""
+    import sqlite3
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(db), timeout=30)
+    try:
+        if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
 def driver_id() -> str:
     """This process as `host:pid:start`: a tracker tags its suite invocation with it, so that a later one can tell
     whether the driver that opened it still runs (`driver_alive`)."""

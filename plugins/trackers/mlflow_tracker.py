@@ -28,7 +28,7 @@ from typing import Any, Callable, TypeVar
 import pandas as pd
 import yaml
 
-from harness.plugin import CellRecord, MatchbenchError, Param, Tracker, TrackerSpec, hookimpl
+from harness.plugin import CellRecord, MatchbenchError, Param, Tracker, TrackerSpec, hookimpl, sqlite_wal
 
 T = TypeVar("T")
 
@@ -171,18 +171,12 @@ def _has_schema(db: Path) -> bool:
 
 
 def _use_wal(db: Path) -> None:
-    """Put the SQLite database `db` in WAL mode (a persistent property of the file); best effort: a read-only
-    copy stays as it is, and writing to it then fails with an error that names it."""
+    """Best effort `sqlite_wal`: a read-only copy stays as it is, and writing to it then fails with an error that
+    names it."""
     import sqlite3
 
     try:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(str(db), timeout=30)
-        try:
-            if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
-        finally:
-            con.close()
+        sqlite_wal(db)
     except (sqlite3.Error, OSError):
         pass
 
