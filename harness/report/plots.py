@@ -62,15 +62,20 @@ def plot_curves(lines: Iterable[tuple[str, list[tuple[int, float]]]], path: Path
         ax.plot(steps, values, marker="." if len(pts) < 30 else None, label=label)
         drawn += 1
     if drawn:
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(wrap(title), fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        save_single(fig, ax, path, title, xlabel, ylabel)
     plt.close(fig)
     return path if drawn else None
+
+
+def save_single(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> None:
+    """Label, grid and legend the one axes of `fig` the way every single-panel report figure is, and write it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(wrap(title), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def _has_steps(tracker: Tracker, runs: pd.DataFrame, name: str) -> bool:

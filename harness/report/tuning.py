@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..tracking import Tracker
-from .plots import curve, pyplot, safe_name, wrap
+from .plots import curve, pyplot, safe_name, save_single
 
 TAG = "tags.matchbench.tuned"
 
@@ -115,12 +115,6 @@ def study_plot(studies: list[tuple[str, list, list]], path: Path, title: str, yl
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trial")
-    ax.set_ylabel(ylabel)
-    ax.set_title(wrap(title), fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_single(fig, ax, path, title, "trial", ylabel)
     plt.close(fig)
     return path
