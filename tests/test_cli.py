@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from processes import alive, descendants
 
 from harness.cli import main
 
@@ -96,36 +97,6 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _processes() -> dict[int, tuple[int, str, str]]:
-    """pid -> (parent pid, state, start time) of every process, from /proc (psutil is not a dependency)."""
-    table = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # it ended while we looked
-                continue
-            table[int(d.name)] = (int(fields[1]), fields[0], fields[19])
-    return table
-
-
-def _descendants(pid: int) -> set[tuple[int, str]]:
-    table, found, todo = _processes(), set(), [pid]
-    while todo:
-        parent = todo.pop()
-        for child, (ppid, _, started) in table.items():
-            if ppid == parent:
-                found.add((child, started))
-                todo.append(child)
-    return found
-
-
-def _alive(procs: set[tuple[int, str]]) -> list[int]:
-    """Those still running (the same start time, so not a reused pid; zombies hold no port)."""
-    table = _processes()
-    return [pid for pid, started in procs if pid in table and table[pid][2] == started and table[pid][1] != "Z"]
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the server's processes")
 @pytest.mark.skipif(importlib.util.find_spec("uvicorn") is None, reason="MLflow's server needs uvicorn, not installed")
 def test_ui_stops_its_server_on_sigterm(tmp_path):
@@ -145,7 +116,7 @@ def test_ui_stops_its_server_on_sigterm(tmp_path):
         deadline = time.monotonic() + 60
         while not _listening(port) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
-        server = _descendants(proc.pid)
+        server = descendants(proc.pid)
         log.seek(0)
         assert proc.poll() is None, f"`matchbench ui` ended before its server listened: {log.read()[-2000:]}"
         if not _listening(port):
@@ -154,10 +125,10 @@ def test_ui_stops_its_server_on_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         assert not _listening(port)
-        assert _alive(server) == []
+        assert alive(server) == []
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in _alive(server | _descendants(proc.pid)):
+        for pid in alive(server | descendants(proc.pid)):
             os.kill(pid, signal.SIGKILL)
         log.close()

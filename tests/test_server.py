@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import tiny_suite
+from processes import alive, descendants
 
 from harness.cli import main
 from harness.server import ServerConfig, free_port
@@ -29,38 +30,6 @@ def listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def descendants(pid: int) -> set[tuple[int, str]]:
-    """(pid, start time) of every process below `pid`, from /proc."""
-    table = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            table[int(d.name)] = (int(fields[1]), fields[0], fields[19])
-    found, todo = set(), [pid]
-    while todo:
-        parent = todo.pop()
-        for child, (ppid, _, started) in table.items():
-            if ppid == parent:
-                found.add((child, started))
-                todo.append(child)
-    return found
-
-
-def alive(procs: set[tuple[int, str]]) -> list[int]:
-    out = []
-    for pid, started in procs:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[19] == started and fields[0] != "Z":
-            out.append(pid)
-    return out
 
 
 def start_cli_server(tmp_path: Path, port: int, *extra: str) -> tuple[subprocess.Popen, Path]:
