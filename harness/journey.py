@@ -74,7 +74,11 @@ def split(j: Journey) -> None:
 def tune(j: Journey) -> None:
     """A model entry's `tune:` block: an Optuna study on the split's validation set chooses the parameters the fit
     step then fits and the test set measures once (harness.tuning); nothing for other cells."""
-    if j.cell.model.tune is not None:
+    if j.cell.study_worker:
+        from .tuning import assist_study
+
+        assist_study(j)
+    elif j.cell.model.tune is not None:
         from .tuning import run_study
 
         run_study(j)
@@ -178,10 +182,12 @@ STEPS = (load, split, tune, fit, score, evaluate, truth, ctr, plan)
 def travel(j: Journey, out: Path) -> None:
     """Every step in order, then the record's artifacts; each step's wall time is a metric `time/step/<step>_s`
     (where a cell's time goes: the harness's own load and split against the model's fit and the evaluation)."""
-    for step in STEPS:
+    for step in STEPS[:STEPS.index(tune) + 1] if j.cell.study_worker else STEPS:  # a study helper only tunes
         t0 = time.perf_counter()
         step(j)
         j.record.metrics[f"time/step/{step.__name__}_s"] = time.perf_counter() - t0
+    if j.cell.study_worker:
+        return
     t0 = time.perf_counter()
     record(j, out)
     j.record.metrics["time/step/record_s"] = time.perf_counter() - t0

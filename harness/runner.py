@@ -58,6 +58,8 @@ def new_record(cell: Cell, registry: Registry) -> CellRecord:
                 "matchbench.method": cell.labels.get("method", cell.model.name),
                 "matchbench.dataset_label": cell.labels.get("data", cell.dataset.name)}
     rec.tags["matchbench.directions"] = json.dumps(metric_directions(cell, registry), sort_keys=True)
+    if cell.study_worker:
+        rec.tags["matchbench.study_worker"] = str(cell.study_worker)
     return rec
 
 
@@ -78,6 +80,26 @@ def metric_directions(cell: Cell, registry: Registry) -> dict[str, int]:
     out = {name: int(registry.get("metric", name).direction) for name in cell.settings.metrics}
     out.update(CTR if "ctr" in cell.settings.tasks else {})
     out.update(MATCHING if cell.settings.planners else {})
+    return out
+
+
+def with_study_helpers(cells: list[Cell], executor, on_note: Callable[[str], None] | None = None) -> list[Cell]:
+    """Each tuned cell with `parallel: N` preceded by its N − 1 study helpers (harness.tuning), so that they start
+    beside it on the executor's workers. Not where the executor runs cells one at a time in this process, nor
+    where the study lives in memory (nothing to share): there the cell runs its trials alone."""
+    out = []
+    for cell in cells:
+        n = cell.model.tune.parallel if cell.model.tune is not None else 1
+        if n > 1 and (getattr(executor, "in_process", False) or not cell.study_storage):
+            if on_note:
+                why = ("the executor runs one cell at a time in this process" if cell.study_storage
+                       else "its study lives in memory (the tracking store has no sidecar study storage)")
+                on_note(f"{cell.run_name}: parallel: {n} ignored, {why}; its trials run one after another")
+            tune = cell.model.tune.model_copy(update={"parallel": 1})  # not in the config: the hash stays
+            cell = replace(cell, model=replace(cell.model, tune=tune))
+        else:
+            out.extend(replace(cell, study_worker=i) for i in range(1, n))
+        out.append(cell)
     return out
 
 
@@ -115,10 +137,16 @@ def run_suite(suite: Suite, registry: Registry, executor, tracker: Tracker, reru
         from .tuning import forget_studies
 
         forget_studies(studies, [c.config_hash for c in todo if c.model.tune is not None and not c.skip_reason])
-    runnable = by_data_group([c for c in todo if not c.skip_reason])
+    runnable = by_data_group(with_study_helpers([c for c in todo if not c.skip_reason], executor, on_note))
     records: list[CellRecord] = []
 
     def record(rec: CellRecord) -> None:
+        if "matchbench.study_worker" in rec.tags:  # a study helper's trials are its cell's record
+            discard_scratch(rec)
+            if rec.status != "FINISHED" and on_note:
+                on_note(f"{rec.run_name}: {rec.status} ({(rec.reason or rec.error or '').strip()[-300:]}); "
+                        "the cell runs the study's remaining trials itself")
+            return
         try:
             tracker.cell_finished(rec)
         finally:

@@ -57,6 +57,9 @@ class Cell:
     labels: dict[str, str] = field(default_factory=dict)
     study_storage: str | None = None
     """Where a tuned cell's Optuna study lives (the runner sets it from the tracker); not part of the config."""
+    study_worker: int = 0
+    """0: the cell itself; i > 0: its i-th study helper, which only runs trials of the cell's study beside it (a
+    `tune:` block's `parallel`, harness.tuning) and is never recorded as a run; not part of the config."""
 
     def flat_params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model.name, "dataset": self.dataset.name, "split": self.split.name,
@@ -86,7 +89,8 @@ class Cell:
     def run_name(self) -> str:
         loss = f" · {self.loss.name}" if self.loss else ""
         return (f"{self.labels.get('model', self.model.name)}{loss} · {self.labels.get('dataset', self.dataset.name)}"
-                f" · {self.split.name} · seed {self.seed}")
+                f" · {self.split.name} · seed {self.seed}" + (f" · study helper {self.study_worker}"
+                                                               if self.study_worker else ""))
 
 
 @dataclass

@@ -20,7 +20,16 @@ still lacks. Trials a killed process left RUNNING are closed as FAILED (interrup
 
 Every trial becomes a record nested under the cell's (`CellRecord.trials`: its parameters, validation metrics and
 curves, status FINISHED, PRUNED or FAILED), built from the study at the end, so trials of an earlier, interrupted
-attempt are recorded too. Trials of one study run one after another in the cell's worker.
+attempt are recorded too.
+
+Parallel trials (`parallel: N`, Optuna's own way of distributing a study: several processes share its storage): the
+runner puts N − 1 helper cells (`Cell.study_worker` 1 … N − 1) beside the cell on the executor; each runs trials of
+the same study until the budget is used up and records nothing of its own. The cell's own worker runs trials too,
+then waits for the helpers' trials still running, and refits. The storage keeps a heartbeat per running trial, so a
+trial whose process died (a killed helper, a killed driver) is closed as interrupted once its heartbeat is
+`GRACE_S` old, not while a sibling is still working on it. A study in memory (no sidecar store) runs its trials one
+after another whatever `parallel` says. Near the end of the budget two workers may both start the last trial: a
+study can end with up to N − 1 trials more than `trials`.
 
 Internal: plugin authors use `harness.plugin`.
 """
@@ -134,6 +143,9 @@ class TuneBlock(BaseModel):
     sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna's sampler")
     pruner: Literal["none", "median"] = Field("none", description="stop trials whose validation curve lags "
                                                                   "the median")
+    parallel: StrictInt = Field(1, ge=1, le=256, description="trials run at once on the executor's workers (the "
+                                "cell's and parallel − 1 helpers'); how the study runs, not what it searches, so "
+                                "it is not part of the cell's configuration")
 
     def as_config(self) -> dict[str, Any]:
         """What enters the cell's configuration hash."""
@@ -265,6 +277,12 @@ _RETRY = "matchbench_retry_of"
 """The user attribute of a trial queued to redo an interrupted one: the interrupted trial's number."""
 _COUNTED = "matchbench_counted"
 """The user attribute of a trial that failed by an error of its own (it counts towards the budget)."""
+HEARTBEAT_S = 2
+"""Seconds between the heartbeats of a running trial in a parallel study."""
+GRACE_S = 20
+"""A parallel study's running trial whose heartbeat is this old lost its process: it is closed as interrupted."""
+POLL_S = 0.5
+"""How often the cell's worker looks at a parallel study while it waits for the helpers' last trials."""
 
 
 def _optuna():
@@ -274,14 +292,17 @@ def _optuna():
     return optuna
 
 
-def storage(url: str | None):
+def storage(url: str | None, heartbeat: bool = False):
     """The Optuna storage at `url`, or None: in memory. An SQLite file waits for a lock instead of failing, and
-    its tables are created under a file lock, so workers that start together do not race on the schema."""
+    its tables are created under a file lock, so workers that start together do not race on the schema. With
+    `heartbeat`, running trials beat every HEARTBEAT_S seconds (a parallel study tells a dead worker's trial from a
+    live sibling's by it)."""
     if not url:
         return None
     optuna = _optuna()
+    beat = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
     if not url.startswith("sqlite:///"):
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(url, **beat)
     import os
     import tempfile
 
@@ -296,16 +317,18 @@ def storage(url: str | None):
             fcntl.flock(fd, fcntl.LOCK_EX)
         except ImportError:  # no fcntl (Windows): Optuna's own handling is all there is
             pass
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, **beat)
     finally:
         os.close(fd)  # releases the lock
 
 
-def _sampler(block: TuneBlock, seed: int, n_before: int):
-    """The block's sampler, seeded by the cell's seed and the number of trials the study already has (a resumed
-    study does not draw the same points again; the grid sampler keeps its order and skips visited points itself)."""
+def _sampler(block: TuneBlock, seed: int, n_before: int, worker: int = 0):
+    """The block's sampler, seeded by the cell's seed, the number of trials the study already has (a resumed
+    study does not draw the same points again; the grid sampler keeps its order and skips visited points itself)
+    and the worker (parallel workers do not draw the same points; TPE's constant liar keeps them apart too)."""
     optuna = _optuna()
-    s = int.from_bytes(hashlib.sha256(f"{seed}-{n_before}".encode()).digest()[:4], "little")
+    key = f"{seed}-{n_before}" + (f"-{worker}" if worker else "")
+    s = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
     if block.sampler == "random":
         return optuna.samplers.RandomSampler(seed=s)
     if block.sampler == "grid":  # its grid ids index a seeded shuffle: the same on every resume
@@ -358,30 +381,75 @@ def forget_studies(url: str, names: list[str]) -> None:
             optuna.delete_study(study_name=name, storage=store)
 
 
+def _open_study(j: "Journey"):
+    """The cell's study (created, or loaded to resume) and its metric's sense (+1 maximise, −1 minimise)."""
+    cell = j.cell
+    block: TuneBlock = cell.model.tune
+    optuna = _optuna()
+    sense = objectives(j.settings, j.registry.get("model", cell.model.name).serves(cell.model.params),
+                       j.registry)[block.metric]
+    store = storage(cell.study_storage, heartbeat=_parallel(cell))
+    kw = dict(study_name=cell.config_hash, direction="maximize" if sense > 0 else "minimize",
+              pruner=optuna.pruners.MedianPruner() if block.pruner == "median" else optuna.pruners.NopPruner())
+    if store is None:
+        return optuna.create_study(storage=optuna.storages.InMemoryStorage(), **kw), sense
+    return optuna.create_study(storage=store, load_if_exists=True, **kw), sense
+
+
+def _parallel(cell) -> bool:
+    """Whether the cell's study runs on several workers at once (a block with parallel > 1 and a shared storage)."""
+    return cell.model.tune.parallel > 1 and bool(cell.study_storage)
+
+
+def _run_trials(j: "Journey", study, sense: int, worker: int) -> None:
+    """Run trials of the study until it has its budget of counted trials. In a parallel study every worker does
+    this; trials running elsewhere count as on their way, so a helper (worker > 0) leaves when the budget is
+    taken, and the cell's own worker (0) waits for them: it refits only when every trial has ended."""
+    from optuna.storages import fail_stale_trials
+    from optuna.trial import TrialState
+
+    block: TuneBlock = j.cell.model.tune
+    parallel = _parallel(j.cell)
+    study.sampler = _sampler(block, j.cell.seed, len(study.trials), worker)
+    objective = Objective(j, block, sense)
+    while True:
+        if parallel:
+            fail_stale_trials(study)  # a dead worker's trials: interrupted, so run again
+            if worker == 0:
+                _retry_interrupted(study, block)
+        done = len(counted(study))
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if done >= block.budget():
+            return
+        if done + running >= block.budget():
+            if worker or not parallel:
+                return
+            time.sleep(POLL_S)
+            continue
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+
+
+def assist_study(j: "Journey") -> None:
+    """A helper cell's `tune` step (`Cell.study_worker` > 0): run trials of the cell's study beside it; the cell
+    records them and refits."""
+    study, sense = _open_study(j)
+    _run_trials(j, study, sense, j.cell.study_worker)
+    j.record.metrics["tune/helper_trials"] = float(sum(
+        1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == j.cell.study_worker))
+
+
 def run_study(j: "Journey") -> None:
     """The journey's `tune` step: run (or resume) the cell's study, record its trials and the choice, and leave
     the journey's cell with the chosen parameters for the fit step (its test set is used once, by that fit)."""
     cell, rec = j.cell, j.record
     block: TuneBlock = cell.model.tune
-    optuna = _optuna()
-    sense = objectives(j.settings, j.registry.get("model", cell.model.name).serves(cell.model.params),
-                       j.registry)[block.metric]
     t0 = time.time()
-    store = storage(cell.study_storage)
-    kw = dict(study_name=cell.config_hash, direction="maximize" if sense > 0 else "minimize",
-              pruner=optuna.pruners.MedianPruner() if block.pruner == "median" else optuna.pruners.NopPruner())
-    if store is None:
-        study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), **kw)
-    else:
-        study = optuna.create_study(storage=store, load_if_exists=True, **kw)
-    _close_stale(study)
+    study, sense = _open_study(j)
+    if not _parallel(cell):  # alone on its study: whatever is still RUNNING was left by a killed process
+        _close_stale(study)
     _retry_interrupted(study, block)
-    n_before = len(study.trials)
-    study.sampler = _sampler(block, cell.seed, n_before)
     resumed = len(counted(study))
-    todo = block.budget() - resumed
-    if todo > 0:
-        study.optimize(Objective(j, block, sense), n_trials=todo, catch=(Exception,))
+    _run_trials(j, study, sense, 0)
     trials = counted(study)
     rec.trials = [_trial_record(cell, t) for t in study.get_trials(deepcopy=False)]
     states = [t.state.name for t in trials]
@@ -389,7 +457,8 @@ def run_study(j: "Journey") -> None:
                         "tune/pruned": float(states.count("PRUNED")), "tune/failed": float(states.count("FAIL")),
                         "tune/resumed": float(resumed), "time/tune_s": time.time() - t0})
     rec.params.update({"tune.metric": block.metric, "tune.sampler": block.sampler, "tune.pruner": block.pruner,
-                       "tune.budget": block.budget(), "tune.storage": cell.study_storage or "memory"})
+                       "tune.budget": block.budget(), "tune.storage": cell.study_storage or "memory",
+                       "tune.parallel": block.parallel if _parallel(cell) else 1})
     if block.pruner != "none" and trials and not any(t.intermediate_values for t in trials):
         rec.tags["matchbench.tune_note"] = (f"pruner {block.pruner}: the model logged no per-epoch validation curve "
                                             f"(valid/{block.metric.split('/', 1)[1]}), so no trial could be pruned")
@@ -434,6 +503,7 @@ class Objective:
 
         j, block = self.j, self.block
         params = {name: dist.suggest(trial, name) for name, dist in block.params.items()}
+        trial.set_user_attr("worker", j.cell.study_worker)
         cell = replace(j.cell, model=replace(j.cell.model, params={**j.cell.model.params, **params}))
         rec = CellRecord(suite=cell.suite, config_hash=cell.config_hash, run_name=f"trial {trial.number}",
                          status="RUNNING", start_time=time.time())
@@ -504,7 +574,8 @@ def _trial_record(cell, t) -> CellRecord:
     if t.value is not None:
         rec.metrics["tune/value"] = float(t.value)
     rec.curves = {k: [(int(s), float(v)) for s, v in pts] for k, pts in t.user_attrs.get("curves", {}).items()}
-    rec.tags = {"optuna.trial_number": str(t.number), "optuna.state": state}
+    rec.tags = {"optuna.trial_number": str(t.number), "optuna.state": state,
+                "matchbench.study_worker": str(t.user_attrs.get("worker", 0))}
     if interrupted(t):
         rec.tags["matchbench.interrupted"] = "true"
         rec.reason = "interrupted (the process running it stopped); not counted, the study ran another"

@@ -9,6 +9,7 @@ center = test_item: a study that chose by the test set would be caught.
 """
 import math
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -42,11 +43,12 @@ class Knob(Model):
     fits = 0
     interrupt_at: int | None = None
 
-    def __init__(self, center: float = 0.0, epochs: int = 3, curve: str = "valid/ndcg_40"):
-        self.center, self.epochs, self.curve = float(center), int(epochs), curve
+    def __init__(self, center: float = 0.0, epochs: int = 3, curve: str = "valid/ndcg_40", pause: float = 0.0):
+        self.center, self.epochs, self.curve, self.pause = float(center), int(epochs), curve, float(pause)
 
     def fit(self, train, loss, ctx):
         type(self).fits += 1
+        time.sleep(self.pause)
         if type(self).interrupt_at is not None and type(self).fits >= type(self).interrupt_at:
             raise Interrupted()
         self.n_items = train.n_items
@@ -99,7 +101,8 @@ class KnobPlugins:
                            params=(Param("center", "float", 0.0, "the item the ranking centres on", low=0.0,
                                          high=N_ITEMS - 1.0),
                                    Param("epochs", "int", 3, "epochs of the logged curve", low=1),
-                                   Param("curve", "str", "valid/ndcg_40", "the curve's name (empty: none)"))))
+                                   Param("curve", "str", "valid/ndcg_40", "the curve's name (empty: none)"),
+                                   Param("pause", "float", 0.0, "seconds each fit sleeps", low=0.0))))
 
     @hookimpl
     def register_splits(self, register):
@@ -366,6 +369,40 @@ def test_a_tuned_suite_runs_from_the_api(reg, workdir):
     report = (workdir / "reports" / "knobs.md").read_text()
     for seed, value in zip(tuned["params.seed"], tuned["params.tuned.center"], strict=True):
         assert f"| knob (tuned) | tiny_log | {seed} | center={value:.4g} | 4 |" in report
+
+
+def test_parallel_trials_of_one_study_run_on_several_workers_at_once(reg, workdir):
+    """`parallel: 2` on two local workers: a helper runs trials of the cell's study beside it (trials of both
+    workers overlap in time), the budget is kept (at most one extra trial), the helper is no run of its own, and
+    every trial is a run nested under the one cell run. In this process (jobs=1) the block runs its trials alone."""
+    import optuna
+
+    suite = knob_suite({"trials": 6, "sampler": "random", "parallel": 2})
+    suite["models"][0]["pause"] = 0.5
+    frame = api.run(suite, registry=reg, jobs=2)
+    assert list(frame.status) == ["FINISHED"] and len(frame) == 1
+    row = frame.iloc[0]
+    study = optuna.load_study(study_name=row["config_hash"], storage=f"sqlite:///{workdir / 'mlruns.optuna.db'}")
+    trials = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert 6 <= len(trials) <= 7 and len(trials) == len(study.trials) == row["metrics.tune/trials"]
+    by_worker = {w: [t for t in trials if t.user_attrs["worker"] == w] for w in (0, 1)}
+    assert by_worker[0] and by_worker[1]
+    assert any(a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
+               for a in by_worker[0] for b in by_worker[1])
+    tracker = make_tracker(reg, build_suite(suite, reg))
+    runs = tracker.runs("knobs")
+    assert len(runs) == 1  # the helper recorded no run
+    nested = tracker.client.search_runs([cell_experiment(tracker)],
+                                        f"tags.`mlflow.parentRunId` = '{runs.iloc[0].run_id}'")
+    assert sorted(r.data.tags["matchbench.study_worker"] for r in nested) == sorted(
+        str(t.user_attrs["worker"]) for t in study.trials)
+
+    alone = knob_suite({"trials": 3, "sampler": "random", "parallel": 2}, seeds=[1])
+    frame = api.run(alone, registry=reg)
+    study = optuna.load_study(study_name=frame.iloc[0]["config_hash"],
+                              storage=f"sqlite:///{workdir / 'mlruns.optuna.db'}")
+    assert [t.user_attrs["worker"] for t in study.trials] == [0, 0, 0]
+    assert frame.iloc[0]["params.tune.parallel"] in (1, "1")
 
 
 def test_a_bad_block_exits_2_from_the_cli(workdir, capsys):
