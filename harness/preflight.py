@@ -41,9 +41,12 @@ def preflight(cells: Iterable[Cell], registry: Registry) -> int:
     every data problem found. Returns the number of (dataset, split) combinations checked. Errors that are not
     about the input (a plugin's bug) are left for the cell to record."""
     first: dict[tuple[str, str], Cell] = {}
+    tuned: set[tuple[str, str]] = set()
     for cell in cells:
         if not cell.skip_reason:
             first.setdefault(_key(cell), cell)
+            if cell.model.tune is not None:
+                tuned.add(_key(cell))
     problems: dict[tuple[str, str], str] = {}
     bad_data: set[str] = set()
     # the last combination loaded stays in memory for datasets the disk cache cannot hold (harness.cache
@@ -65,6 +68,8 @@ def preflight(cells: Iterable[Cell], registry: Registry) -> int:
         try:
             split = split_dataset(registry, dataset, cell.split.name, cell.split.params, cell.seed)
             check_rankable(split, cell)
+            if key in tuned:
+                check_tunable(split)
         except MatchbenchError as exc:
             problems[key] = f"{where}: {exc}"
         except Exception:
@@ -75,6 +80,16 @@ def preflight(cells: Iterable[Cell], registry: Registry) -> int:
         raise DataError(f"{head}, found before any training (nothing was run):\n"
                         + "\n".join(f"  - {p}" for p in listed))
     return len(first)
+
+
+def check_tunable(split: SplitData) -> None:
+    """A study chooses by the validation set: where its targets are also training events (temporal's `valid: true`
+    without a held-out window), it rewards memorising them and its choice says nothing about the test."""
+    if split.info.get("valid_targets_in_train"):
+        raise DataError("a tune: block chooses on the validation set, but this split's validation targets are also "
+                        "training events (the study would reward memorising them); hold the validation window out "
+                        "of training: temporal with calibration >= horizon, or test_fraction/valid_fraction, or "
+                        "leave_one_out")
 
 
 def check_rankable(split: SplitData, cell: Cell) -> None:
