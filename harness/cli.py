@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--format", choices=["md", "csv", "json", "summary"], default="md",
                     help="md: every table; csv / json: for scripts; summary: one row per method, headline metrics")
     rs.add_argument("--tracking-uri", default=None)
+    ck = sub.add_parser("check", help="test the suites' claims: against their tracked results (exit 0 whatever the "
+                                      "verdicts: it is a measurement)")
+    ck.add_argument("suites", nargs="+")
+    ck.add_argument("--format", choices=["table", "md", "csv", "json"], default="table")
+    ck.add_argument("--out", default=None, help="write the markdown to this file (e.g. reports/claims.md)")
+    ck.add_argument("--tracking-uri", default=None)
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the same store")
     ui.add_argument("--tracking-uri", default="sqlite:///mlruns.db")
     ui.add_argument("--port", type=int, default=5000)
@@ -220,6 +226,43 @@ def cmd_results(args) -> int:
         return 0
     fn = {"md": report.results_markdown, "csv": report.results_csv, "json": report.results_json}[args.format]
     print(fn(tracker, s.name, configs=s.config_hashes, labels=report.suite_labels(s)))
+    return 0
+
+
+def cmd_check(args) -> int:
+    from . import api
+    from .claims import check_claims, markdown, print_verdicts, verdict_rows
+    from .errors import ConfigError
+    from .registry import Registry
+    from .runner import make_tracker
+
+    reg = Registry.load()
+    suites = [api.suite(path, reg) for path in args.suites]
+    bare = [s.source for s in suites if not s.claims]
+    if bare:
+        raise ConfigError([f"{src}: the suite has no claims: block to check" for src in bare])
+    for s in suites:
+        check_tracking(reg, s, args.tracking_uri)
+    verdicts = check_claims((s, make_tracker(reg, s, args.tracking_uri)) for s in suites)
+    if args.out:
+        from pathlib import Path
+
+        _check_out(Path(args.out).parent, "--out")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        title = "Paper claims, checked on the tracked results (`matchbench check`)"
+        Path(args.out).write_text(markdown(verdicts, title, " ".join(args.suites)))
+        print(args.out)
+    elif args.format == "table":
+        from rich.console import Console
+
+        print_verdicts(verdicts, Console(width=None if sys.stdout.isatty() else 200))  # a pipe: no folding
+    elif args.format == "md":
+        print(markdown(verdicts))
+    else:
+        import pandas as pd
+
+        frame = pd.DataFrame(verdict_rows(verdicts))
+        print(frame.to_csv(index=False) if args.format == "csv" else frame.to_json(orient="records", indent=1))
     return 0
 
 
@@ -536,7 +579,7 @@ def check_tracking(registry, suite, uri: str | None) -> None:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "results": cmd_results, "ui": cmd_ui,
-            "datasets": cmd_datasets, "server": cmd_server}
+            "datasets": cmd_datasets, "server": cmd_server, "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:

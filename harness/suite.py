@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from . import suite_yaml
+from .claims import claim_problems, parse_claims
 from .errors import ConfigError, did_you_mean
 from .registry import Registry
 from .report.views import check as check_views
@@ -108,6 +109,8 @@ class Suite:
     """Attempts more for a cell whose worker process died."""
     warnings: list[str] = field(default_factory=list)
     """What was accepted but is worth a word (an entry listed twice, run once); the CLI prints each once."""
+    claims: list = field(default_factory=list)
+    """The papers' findings this suite can test (harness.claims.Claim), checked by `matchbench check`."""
 
     @property
     def runnable(self) -> list[Cell]:
@@ -310,6 +313,9 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     except ConfigError as exc:
         problems.extend(exc.problems)
     problems.extend(_requirement_problems(cells, registry))  # after pruning: an excluded pair is no problem
+    claims, claim_structure = parse_claims(sf.claims)
+    problems.extend(claim_structure)
+    problems.extend(claim_problems(claims, cells, list(tasks), metric_names, sorted(set(cutoffs))))
     if problems:
         raise ConfigError(problems, source=source)
     by_hash: dict[str, Cell] = {}
@@ -318,7 +324,7 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
             warnings.append(f"cell {cell.run_name!r} is configured twice; it runs once")
     return Suite(name=name, raw=raw, cells=list(by_hash.values()), tracking=sf.tracking.model_dump(exclude_unset=True),
                  report=report, source=source, jobs=sf.jobs, warnings=list(dict.fromkeys(warnings)),
-                 executor=sf.executor.model_dump(exclude_none=True), retries=sf.retries)
+                 executor=sf.executor.model_dump(exclude_none=True), retries=sf.retries, claims=[c for _, c in claims])
 
 
 def _key(*comps: Component | None) -> str:

@@ -188,6 +188,8 @@ class SuiteFile(_Strict):
     executor: ExecutorSettings = Field(ExecutorSettings(), description="{name: local|ray, address, resources}")
     retries: Annotated[StrictInt, Field(ge=0)] = Field(
         0, description="attempts more for a cell whose worker process died (a cell that raised is not retried)")
+    claims: list[dict[str, Any]] = Field([], description="the papers' findings about these methods, checked by "
+                                                        "`matchbench check` (harness.claims.Claim)")
 
 
 TOP_KEYS = {name: f.description or "" for name, f in SuiteFile.model_fields.items()}
