@@ -60,7 +60,7 @@ FAST = {  # (kind, name) -> small parameters
     ("model", "jodie"): {"dim": 8, "epochs": 1, "windows": 20},
     **{("model", m): {"dim": 8, "epochs": 1, "windows": 20, "n_samples": 8}
        for m in ("imn_net", "imn_mse", "imn_nce", "imn_net_star")},
-    ("model", "fpmc"): {"factors": 8, "epochs": 2},
+    ("model", "fpmc"): {"factors": 8, "epochs": 2, "batch_size": 1024, "lr": 0.01, "reg": 0.01},
     **{("model", m): {"emb_dim": 8, "layers": [16, 8], "epochs": 1}
        for m in ("youtube_dnn", "mind", "dat", "fm", "esam", "uma2", "uma2_sos")},
     ("model", "gru4rec"): {"hidden": 8, "epochs": 1, "n_sample": 16},
