@@ -544,7 +544,7 @@ def test_next_n_day_matches_its_docstring_on_a_grid(unit):
         for n in (1.0, 1.5, 2.0, 3.0):
             for n_cuts in (1, 2, 3):
                 for min_count in (1, 2, 3):
-                    s = NextNDaySplit(n=n, n_cuts=n_cuts, min_count=min_count)
+                    s = NextNDaySplit(n=n, n_cuts=n_cuts, min_count=min_count, min_count_scope="all")
                     keep = ref_core(ds.interactions, min_count)
                     if not any(keep):
                         with pytest.raises(DataError, match="removed every event"):
@@ -570,6 +570,67 @@ def test_next_n_day_matches_its_docstring_on_a_grid(unit):
                     check_info(out.info, info)
 
 
+def ref_next_n_day_parts(raw, n, n_cuts, min_count):
+    """min_count_scope part, by hand: cuts from the whole log; the core of the training events alone; per window,
+    the core of its events alone gives the targets; histories are every event before the cut."""
+    t_min, t_max = float(raw.time.min()), float(raw.time.max())
+    w = n * raw.per_day
+    cuts = [t_max - w * k for k in range(n_cuts, 0, -1)]
+    earliest = cuts[0]
+
+    def core_of(rows):
+        sub = raw.subset(np.array(rows, dtype=bool))
+        keep = iter(ref_core(sub, min_count))
+        return [bool(r and next(keep)) for r in rows]
+
+    train_keep = core_of([raw.time[r] < earliest for r in range(len(raw))])
+    test = []
+    for t in cuts:
+        end = end_of(t, w, t_max)
+        tgt = core_of([t <= raw.time[r] < end for r in range(len(raw))])
+        test += [ref_state(raw, u, t, end, tgt=tgt) for u in history_users(raw, t)]
+    tv = earliest - w
+    valid = None
+    if tv > t_min:
+        tgt = core_of([tv <= raw.time[r] < earliest for r in range(len(raw))])
+        valid = [ref_state(raw, u, tv, earliest, tgt=tgt) for u in history_users(raw, tv)]
+        valid = valid if sum(len(s[4]) for s in valid) else None
+    return rows_of(raw, lambda r: train_keep[r]), test, valid
+
+
+def test_next_n_day_cores_each_part_on_its_own():
+    """UniMatch filters the train, validation and test data each on its own: against the hand reference on random
+    logs, and activity in the test window never changes the training set (under `all` it does)."""
+    for log in (LOG, random_log(7, n=70, days=15), random_log(8, n=50, days=9), random_log(9, n=90, days=12)):
+        ds = make(log, n_users=9, n_items=8)
+        for n, n_cuts, min_count in ((2.0, 1, 2), (3.0, 2, 2), (1.5, 1, 3), (2.0, 2, 1)):
+            train, test, valid = ref_next_n_day_parts(ds.interactions, n, n_cuts, min_count)
+            if not train or not sum(len(st[4]) for st in test):
+                continue
+            out = NextNDaySplit(n=n, n_cuts=n_cuts, min_count=min_count).split(ds, 0)
+            assert all_rows(out.train) == train
+            check_set(out.test, test, "test", 8)
+            if valid is None:
+                assert out.valid is None
+            else:
+                check_set(out.valid, valid, "valid", 8)
+            assert out.info["min_count_scope"] == "part" and out.info["n_train"] == len(train)
+    # user 3 has two training events; three events of theirs in the test window [8.9, end) must not keep them
+    base = [(u, i, 0.8 * d) for d, (u, i) in enumerate([(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (0, 2),
+                                                        (1, 2), (2, 2), (3, 0)])] + [(3, 1, 7.5)]
+    test_window = [(u, i, 10.1 + 0.1 * (3 * u + i)) for u in range(3) for i in range(3)]
+    busy = [(3, 2, 10.2), (3, 0, 10.4), (3, 1, 10.6)]
+    quiet, active = make(base + test_window, n_users=4, n_items=3), make(base + test_window + busy, n_users=4,
+                                                                          n_items=3)
+    split = NextNDaySplit(n=2.0, min_count=3)
+    assert all_rows(split.split(quiet, 0).train) == all_rows(split.split(active, 0).train)
+    assert 3 not in split.split(active, 0).train.user
+    old = NextNDaySplit(n=2.0, min_count=3, min_count_scope="all")
+    assert 3 in old.split(active, 0).train.user and 3 not in old.split(quiet, 0).train.user
+    with pytest.raises(ConfigError, match="min_count_scope must be one of part, all"):
+        NextNDaySplit(min_count_scope="both")
+
+
 # mutants: the boundaries (earliest == t_min refused, tv == t_min gives no valid set, a valid window without
 # targets gives none), each message's text and values, time_bounds' name, the defaults
 def test_next_n_day_boundaries_errors_and_defaults():
@@ -585,16 +646,22 @@ def test_next_n_day_boundaries_errors_and_defaults():
     assert message(DataError, lambda: NextNDaySplit(n=2.0, n_cuts=2, min_count=1).split(ds, 0)) == (
         "next_n_day: n_cuts=2 windows of n=2 days reach back to 0, at or before the first event (t=0), leaving "
         "nothing to train on; lower n or n_cuts")
-    assert message(DataError, lambda: NextNDaySplit(min_count=3).split(ds, 0)) == (
+    assert message(DataError, lambda: NextNDaySplit(min_count=3, min_count_scope="all").split(ds, 0)) == (
         "next_n_day: min_count=3 removed every event (no user and item both have 3+ events); lower min_count")
+    assert message(DataError, lambda: NextNDaySplit(n=1.0, min_count=3).split(ds, 0)) == (
+        "next_n_day: min_count=3 removed every training event (no user and item both have 3+ events before 3); "
+        "lower min_count")
     lone = make([(0, 0, 0.0), (0, 1, 1.0), (1, 0, 4.0)])   # the last event's user has no history
     assert message(DataError, lambda: NextNDaySplit(n=0.5, min_count=1).split(lone, 0)).startswith(
-        "next_n_day (n=0.5 days, n_cuts=1): the split left no test targets")
+        "next_n_day (n=0.5 days, n_cuts=1, min_count=1 within the test window): the split left no test targets")
+    assert message(DataError, lambda: NextNDaySplit(n=0.5, min_count=1, min_count_scope="all").split(lone, 0)
+                   ).startswith("next_n_day (n=0.5 days, n_cuts=1): the split left no test targets")
     assert message(DataError, lambda: NextNDaySplit().split(empty_ds(), 0)).startswith(
         "next_n_day: the dataset has no events")
     want = {p.name: p.default for p in declared(nnd_mod).params}
     s = NextNDaySplit()
-    assert (s.n, s.n_cuts, s.min_count) == (want["n"], want["n_cuts"], want["min_count"])
+    assert (s.n, s.n_cuts, s.min_count, s.scope) == (want["n"], want["n_cuts"], want["min_count"],
+                                                     want["min_count_scope"]) == (30.0, 1, 3, "part")
 
 
 # ------------------------------------------------------------------------------------------ impressions

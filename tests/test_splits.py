@@ -300,7 +300,9 @@ def test_next_n_day_min_count_cascades():
     assert triples(core) == triples(x, (x.user < 3) & (x.item < 3)) and core.n_items == x.n_items
     assert min_count_core(x, 1) is x
     with pytest.raises(DataError, match=r"next_n_day: min_count=50 removed every event.*lower min_count"):
-        NextNDaySplit(min_count=50).split(make_ds(rows), 0)
+        NextNDaySplit(min_count=50, min_count_scope="all").split(make_ds(rows), 0)
+    with pytest.raises(DataError, match=r"next_n_day: min_count=50 removed every training event.*lower min_count"):
+        NextNDaySplit(n=1.0, min_count=50).split(make_ds(rows), 0)
 
 
 def test_next_n_day_errors_and_random_no_leak():

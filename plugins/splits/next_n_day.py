@@ -1,8 +1,12 @@
 """Split `next_n_day`: UniMatch's pseudo-users (history before day t, items in [t, t + n)).
 
-1. Users and items with fewer than `min_count` events are removed, repeatedly until every
-   remaining user and item has at least `min_count` (a min_count-core; ids keep their numbering,
-   removed ones simply have no events).
+1. Users and items with fewer than `min_count` events are removed, repeatedly until every remaining user and item
+   has at least `min_count` (a min_count-core; ids keep their numbering, removed ones simply have no events).
+   `min_count_scope: part` (the default, UniMatch Sec. IV-A: "in the train/validation/test data, we filter out the
+   users/items who interact with less than 3 items/users") takes the core of each part on its own: the training
+   events, and each validation and test window's events (the targets); histories are every event before the cut,
+   as observed. So activity in the test window never decides who stays in training. `all` takes one core over the
+   whole log first (the earlier behaviour: test-window events count towards a training user's total).
 2. Test cuts t_k = last time - k * n days for k = 1..n_cuts (spaced n days apart, counted back from
    the end). Each cut yields one pseudo-user per user with history before t_k: state
    (user, t_k, events before t_k), targets = items in [t_k, t_k + n). The latest window reaches the
@@ -19,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from harness.plugin import (
+    ConfigError,
     DataError,
     Dataset,
     EvalSet,
@@ -38,10 +43,18 @@ from harness.plugin import (
     window_end,
 )
 
+SCOPES = ("part", "all")
+
 
 def min_count_core(x: Interactions, min_count: int) -> Interactions:
     """Drop users and items with fewer than min_count events until none is left (ids unchanged)."""
-    keep = np.ones(len(x), dtype=bool)
+    keep = core_mask(x, np.ones(len(x), dtype=bool), min_count)
+    return x if keep.all() else x.subset(keep)
+
+
+def core_mask(x: Interactions, rows: np.ndarray, min_count: int) -> np.ndarray:
+    """The rows of `rows` (a mask over x) left by the min_count-core of those rows alone."""
+    keep = rows.copy()
     while min_count > 1:
         uc = np.bincount(x.user[keep], minlength=x.n_users)
         ic = np.bincount(x.item[keep], minlength=x.n_items)
@@ -49,7 +62,7 @@ def min_count_core(x: Interactions, min_count: int) -> Interactions:
         if not bad.any():
             break
         keep &= ~bad
-    return x if keep.all() else x.subset(keep)
+    return keep
 
 
 def _concat(sets: list[EvalSet], name: str) -> EvalSet:
@@ -65,12 +78,18 @@ def _concat(sets: list[EvalSet], name: str) -> EvalSet:
 
 
 class NextNDaySplit(Split):
-    def __init__(self, n: float = 30.0, n_cuts: int = 1, min_count: int = 3):
+    def __init__(self, n: float = 30.0, n_cuts: int = 1, min_count: int = 3, min_count_scope: str = "part"):
         self.n, self.n_cuts, self.min_count = float(n), int(n_cuts), int(min_count)
+        if min_count_scope not in SCOPES:
+            raise ConfigError(f"next_n_day: min_count_scope must be one of {', '.join(SCOPES)}, got "
+                              f"{min_count_scope!r}")
+        self.scope = min_count_scope
 
     def split(self, dataset: Dataset, seed: int) -> SplitData:
         raw = dataset.interactions
         time_bounds(raw, "next_n_day")
+        if self.scope == "part":
+            return self._split_parts(raw)
         x = min_count_core(raw, self.min_count)
         if len(x) == 0:
             raise DataError(f"next_n_day: min_count={self.min_count} removed every event (no user and item both "
@@ -113,6 +132,56 @@ class NextNDaySplit(Split):
         info.update(summary(valid, "valid_"))
         return SplitData(train=train, test=test, valid=valid, info=info)
 
+    def _split_parts(self, raw: Interactions) -> SplitData:
+        """min_count_scope part: the cuts from the whole log, then the core of the training events and of each
+        window's events on their own; histories from every event before the cut."""
+        t_min, t_max = time_bounds(raw, "next_n_day")
+        w = self.n * raw.per_day
+        cuts = t_max - w * np.arange(1, self.n_cuts + 1)  # latest first
+        earliest = float(cuts[-1])
+        if earliest <= t_min:
+            raise DataError(f"next_n_day: n_cuts={self.n_cuts} windows of n={self.n:g} days "
+                            f"reach back to {earliest:g}, at or before the first event (t={t_min:g}), leaving "
+                            "nothing to train on; lower n or n_cuts")
+        train_rows = core_mask(raw, raw.time < earliest, self.min_count)
+        if not train_rows.any():
+            raise DataError(f"next_n_day: min_count={self.min_count} removed every training event (no user and "
+                            f"item both have {self.min_count}+ events before {earliest:g}); lower min_count")
+        train = raw.subset(train_rows)
+
+        kept_in_test: list[int] = []
+
+        def window(t: float, end: float, name: str) -> EvalSet:
+            rows = core_mask(raw, (raw.time >= t) & (raw.time < end), self.min_count)
+            if name == "test":
+                kept_in_test.append(int(rows.sum()))
+            users = users_with_history(raw, t)
+            return states_from_events(raw.subset(rows), users, np.full(len(users), t), np.full(len(users), end),
+                                      name=name, history_events=raw)
+
+        ends = [window_end(t, w, t_max) for t in cuts[::-1]]
+        parts = [window(t, e, "test") for t, e in zip(cuts[::-1], ends, strict=True)]  # earliest cut first
+        test = parts[0] if len(parts) == 1 else _concat(parts, "test")
+        require_nonempty(test, f"next_n_day (n={self.n:g} days, n_cuts={self.n_cuts}, min_count={self.min_count} "
+                               "within the test window)")
+        windows = [f"train: [{t_min:g}, {earliest:g})"]
+        tv = earliest - w
+        valid = window(tv, earliest, "valid") if tv > t_min else None
+        if valid is not None and valid.targets.nnz == 0:
+            valid = None
+        if valid is not None:
+            windows.append(f"valid: [{tv:g}, {earliest:g})")
+        windows += [f"test: [{t:g}, {fmt_time(e)})" for t, e in zip(cuts[::-1], ends, strict=True)]
+        kept = len(train) + sum(kept_in_test)
+        info = {"windows": "; ".join(windows), "test_cuts": ",".join(f"{t:g}" for t in cuts[::-1]),
+                "cut": earliest, "last_cut": float(cuts[0]), "n_days": self.n, "n_cuts": self.n_cuts,
+                "valid_cut": tv if valid is not None else float("nan"), "min_count_scope": "part",
+                "n_events_after_min_count": kept,
+                "n_events_removed_by_min_count": len(raw) - kept, "n_train": len(train)}
+        info.update(summary(test))
+        info.update(summary(valid, "valid_"))
+        return SplitData(train=train, test=test, valid=valid, info=info)
+
 
 @hookimpl
 def register_splits(register):
@@ -123,4 +192,7 @@ def register_splits(register):
             Param("n", "float", 30.0, "window length in days", low=1e-9),
             Param("n_cuts", "int", 1, "number of test cuts, n days apart, counted back from the end", low=1),
             Param("min_count", "int", 3, "drop users/items with fewer events (repeatedly) before splitting", low=1),
+            Param("min_count_scope", "str", "part", "part: the min_count core of the training events and of each "
+                  "window's on their own (UniMatch's); all: one core over the whole log, test window included",
+                  choices=SCOPES),
         )))
