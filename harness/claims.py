@@ -27,6 +27,7 @@ Internal: plugin authors use `harness.plugin`.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -166,6 +167,8 @@ def claim_problems(claims: list[tuple[int, Claim]], cells: list, tasks: list[str
         elif claim.dataset is None and len(data) > 1:
             out.append(f"{at}: the suite has several data labels ({', '.join(data)}): name the claim's dataset")
         task, name = claim.task, claim.metric_name
+        sampled = re.fullmatch(r"(itemrec|userrec)_s\d+p?", task)  # a sampled-candidates protocol's prefix
+        task = sampled.group(1) if sampled else task
         if task in RANKING and task in tasks:
             family, _, k = name.rpartition("_")
             if family not in metrics or not k.isdigit() or int(k) not in cutoffs:

@@ -144,6 +144,9 @@ def test_bad_claims_are_refused_in_one_error(reg):
                  "claims[1] (Y): metric 'itemrec/ndcg_50' is not produced",
                  "claims[2] (Z): no data labelled 'movielens'", "claims[3]", "exactly one relation"):
         assert part in text, part
+    sampled = tiny_suite(candidates=["full", {"name": "sampled", "negatives": 9}],
+                         claims=[{"source": "S", "metric": "itemrec_s9/ndcg_10", "greater": "bpr", "than": "item_pop"}])
+    assert api.suite(sampled, reg).claims[0].task == "itemrec_s9"
     with pytest.raises(ValueError, match="untestable claim states its source and reason only"):
         Claim(source="x", untestable="private", greater="a", than="b")
 
