@@ -73,6 +73,9 @@ class EvalSet:
     targets: sp.csr_matrix
     exclude: sp.csr_matrix | None = None
     name: str = "test"
+    window_events: np.ndarray | None = None
+    """Per state, the number of events in its target window, repeats counted (the targets are binary): RIM's ΔN
+    (Eqs. 3, 6), which RNN-HP regresses on. Set by `states_from_events`; None where a split builds targets otherwise."""
 
     def __post_init__(self):
         self.targets = sp.csr_matrix(self.targets, dtype=np.float32)
@@ -144,6 +147,8 @@ def states_from_events(events: Interactions, users: np.ndarray, cuts: np.ndarray
         t_ptr, t_idx = _window_index(events, users, cuts, np.asarray(window_end, dtype=np.float64))
         items = events.item[events.order[t_idx]]
         targets = sp.csr_matrix((np.ones(len(items), np.float32), items, t_ptr), shape=(len(users), events.n_items))
+        return EvalSet(states=states, targets=targets, exclude=states.history_matrix(events.n_items), name=name,
+                       window_events=np.diff(t_ptr).astype(np.int64))
     return EvalSet(states=states, targets=targets, exclude=states.history_matrix(events.n_items), name=name)
 
 

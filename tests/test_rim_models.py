@@ -71,6 +71,26 @@ def test_hawkes_fit_recovers_the_synthetic_worlds_simulated_parameters():
     assert theta[0] == pytest.approx(mu, rel=0.1) and theta[1:].sum() == pytest.approx(alpha, rel=0.1), theta
 
 
+def test_hawkes_kernel_ranges_paper_and_code():
+    """RIM Sec. 4.2: half-lives log-spaced from 1e-3 to 10·t_max horizons, t_max the longest training history's
+    span (here user 1: days 2 → 14 with a 4-day horizon, 3 horizons); `code`: time constants 1e-6 … 10 horizons."""
+    x = Interactions(user=np.array([0, 0, 1, 1, 1]), item=np.array([0, 1, 0, 1, 2]),
+                     time=np.array([0.0, 5.0, 2.0, 9.0, 14.0]), n_users=2, n_items=3, time_unit="day")
+    ctx = FitContext(split_info={"horizon_days": 4.0})
+    paper = HawkesPrior(n_kernels=5)
+    paper.fit(x, ctx)
+    assert paper.t_max == pytest.approx(3.0)
+    half_lives = np.log(2.0) / paper.decays
+    assert half_lives[0] == pytest.approx(1e-3) and half_lives[-1] == pytest.approx(30.0)
+    assert np.allclose(np.diff(np.log(half_lives)), np.log(30.0 / 1e-3) / 4)
+    code = HawkesPrior(n_kernels=5, kernel_range="code")
+    code.fit(x, ctx)
+    assert 1.0 / code.decays[0] == pytest.approx(1e-6) and 1.0 / code.decays[-1] == pytest.approx(10.0)
+    assert not hasattr(code, "t_max")
+    with pytest.raises(Exception, match="kernel_range must be one of paper, code"):
+        HawkesPrior(kernel_range="both")
+
+
 def _tick():
     tick_hawkes = pytest.importorskip("tick.hawkes")
     try:

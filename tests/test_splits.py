@@ -340,3 +340,39 @@ def test_user_states_take_keeps_histories():
     sub = st.take(np.array([2, 0, 1]))
     assert list(sub.user) == [7, 5, 6] and list(sub.hist_ptr) == [0, 3, 5, 5]
     assert list(sub.hist_item) == [12, 13, 14, 10, 11] and list(sub.history(1)) == [10, 11]
+
+
+def test_window_events_count_repeats_that_binary_targets_drop():
+    """RIM's ΔN: user 0 buys item 1 twice and item 2 once in the window: 2 targets, 3 window events; the HP prior's
+    calibration counts are these (a Poisson regression on twice the counts predicts twice the intensity)."""
+    from harness.splits import states_from_events
+    from plugins.models.intensity import HawkesPoissonPrior
+
+    x = Interactions(user=np.array([0, 0, 0, 0, 1, 1]), item=np.array([0, 1, 1, 2, 0, 2]),
+                     time=np.array([0.0, 5.0, 6.0, 7.0, 1.0, 8.0]), n_users=2, n_items=3, time_unit="day")
+    ev = states_from_events(x, np.array([0, 1]), np.array([4.0, 4.0]), np.array([10.0, 10.0]))
+    assert ev.targets.sum(axis=1).A1.tolist() == [2.0, 1.0] and ev.window_events.tolist() == [3, 1]
+    assert states_from_events(x, np.array([0]), np.array([4.0])).window_events is None  # no window, no counts
+
+    rng = np.random.default_rng(0)
+    n = 300
+    users = np.repeat(np.arange(n), 3)
+    train = Interactions(user=users, item=rng.integers(0, 3, 3 * n), time=np.tile([0.0, 1.0, 2.0], n)
+                         + rng.random(3 * n) * 0.1, n_users=n, n_items=3, time_unit="day")
+    targets = np.zeros((n, 3))
+    targets[np.arange(n), rng.integers(0, 3, n)] = 1
+    import scipy.sparse as sp
+
+    from harness.model import FitContext
+    from harness.splits import UserStates
+
+    states = UserStates(user=np.arange(n), time=np.full(n, 3.0), hist_ptr=np.arange(0, 3 * n + 1, 3),
+                        hist_item=train.item, hist_time=train.time)
+    out = []
+    for k in (1, 2):
+        calib = EvalSet(states=states, targets=sp.csr_matrix(targets), name="calibration",
+                        window_events=np.full(n, k, dtype=np.int64) * (1 + np.arange(n) % 2))
+        prior = HawkesPoissonPrior(n_kernels=4, l2=0.0)
+        prior.fit(train, FitContext(split_info={"horizon_days": 1.0}, calibration=calib))
+        out.append(prior.log_intensity(states))
+    assert np.allclose(out[1] - out[0], np.log(2.0), atol=0.02)

@@ -5,7 +5,10 @@ Three priors, each `fit(train, ctx)` then `log_intensity(states) -> (n_states,)`
 - `PopPrior` (RNN-Pop): λ(x) = max(floor, |history of x|), floor 0.01 as the authors do.
 - `HawkesPrior` (RNN-Hawkes): a univariate Hawkes process shared by all users with a sum of R exponential kernels
       λ(t) = μ + Σ_{j: t_j < t} Σ_r α_r φ_r(t − t_j),   φ_r(Δ) = (1/s_r) e^{−Δ/s_r},   μ, α ≥ 0,
-  with R (= 50) time constants s_r log-spaced from 1e-6 to 10 horizons. Following the authors' code
+  with R (= 50) kernels. `kernel_range: paper` (the default; RIM Sec. 4.2) gives them half-lives log-spaced from
+  1e-3 to 10·t_max, t_max the largest span of a training user's history (both in horizons; time constant
+  s_r = half-life / ln 2); `kernel_range: code` the authors' code's time constants, log-spaced from `min_scale`
+  (1e-6) to `max_scale` (10) horizons. Following the authors' code
   (awslabs/recurrent-intensity-model-experiments, models/hawkes.py), times are measured from each user's first event
   in units of the horizon and that first event is not a data event but an *onset* with its own kernels
   (`onset: true`, their `hetero`): λ(t) also carries Σ_r a_r φ_r(t − t_first). Users without history get μ.
@@ -21,7 +24,8 @@ Three priors, each `fit(train, ctx)` then `log_intensity(states) -> (n_states,)`
   (columns scaled to mean 1 over the calibration states), w fitted by Poisson regression of each calibration
   state's count in the calibration window on φ, with loss −mean(Y log(Λ̄ + 1e-10) − Λ̄) + 1e-3/2 ‖softplus(w)‖²
   (the authors' models/hawkes_poisson.py). It needs a split with a calibration window (`temporal` with
-  `calibration: DAYS`); the count is the number of distinct items of the window (the harness's targets are binary).
+  `calibration: DAYS`); the count is the window's number of events ΔN (Eqs. 3 and 6; repeats counted,
+  `EvalSet.window_events`), the distinct items of the window only where a split gives no event counts.
 
 Nothing here knows about item models; `plugins/models/sequence.py` combines a prior with p(y | x).
 """
@@ -158,12 +162,27 @@ class PopPrior:
         return np.log(np.maximum(self.floor, states.lengths.astype(np.float64)))
 
 
+PAPER_MIN_HALF_LIFE = 1e-3
+"""RIM Sec. 4.2: the shortest kernel half-life (in horizons); the longest is 10·t_max."""
+KERNEL_RANGES = ("paper", "code")
+
+
+def paper_decays(n_kernels: int, t_max: float) -> np.ndarray:
+    """Decays β_r = ln 2 / h_r for half-lives h_r log-spaced in [1e-3, 10·t_max] (RIM's range, in horizons)."""
+    top = max(10.0 * t_max, 10 * PAPER_MIN_HALF_LIFE)  # a log without any span still gets an ordered range
+    return np.log(2.0) / np.logspace(np.log10(PAPER_MIN_HALF_LIFE), np.log10(top), int(n_kernels))
+
+
 class HawkesPrior:
     """Sum-of-exponential-kernels Hawkes prior shared by all users (see the module docstring)."""
 
     def __init__(self, n_kernels: int = 50, min_scale: float = 1e-6, max_scale: float = 10.0,
-                 horizon: float | None = None, onset: bool = True, C: float = 1e3, backend: str = "numpy"):
-        self.decays = kernel_decays(n_kernels, min_scale, max_scale)
+                 horizon: float | None = None, onset: bool = True, C: float = 1e3, backend: str = "numpy",
+                 kernel_range: str = "paper"):
+        if kernel_range not in KERNEL_RANGES:
+            raise ConfigError(f"kernel_range must be one of {', '.join(KERNEL_RANGES)}, got {kernel_range!r}")
+        self.n_kernels, self.kernel_range = int(n_kernels), kernel_range
+        self.decays = kernel_decays(n_kernels, min_scale, max_scale)  # `paper`: replaced at fit (needs t_max)
         self.horizon, self.onset, self.C, self.backend = horizon, onset, C, backend
 
     # sequences of training users: data events after the first, relative to it, in horizons
@@ -196,6 +215,14 @@ class HawkesPrior:
         if len(train) == 0:
             raise DataError("hawkes: no training events")
         self.h = _horizon_days(ctx, self.horizon) * train.per_day
+        if self.kernel_range == "paper":
+            first = np.full(train.n_users, np.inf)
+            last = np.full(train.n_users, -np.inf)
+            np.minimum.at(first, train.user, train.time)
+            np.maximum.at(last, train.user, train.time)
+            seen = np.isfinite(first)
+            self.t_max = float((last[seen] - first[seen]).max()) / self.h
+            self.decays = paper_decays(self.n_kernels, self.t_max)
         ptr, rel, end = self._training_sequences(train, ctx)
         if self.backend == "tick":
             self.theta = fit_hawkes_tick(ptr, rel, end, self.decays, self.onset, self.C)
@@ -263,7 +290,9 @@ class HawkesPoissonPrior(HawkesPrior):
         X = self.states_features(calib.states)
         self.col_scale = 1.0 / np.maximum(X.mean(0), 1e-12)
         X = X * self.col_scale[None, :]
-        Y = np.asarray(calib.targets.sum(axis=1)).ravel().astype(np.float64)
+        # ΔN of Eqs. 3 and 6: the window's events, repeats counted (distinct items where the split gives no counts)
+        Y = (calib.window_events.astype(np.float64) if calib.window_events is not None
+             else np.asarray(calib.targets.sum(axis=1)).ravel().astype(np.float64))
         l2 = self.l2
 
         def f(w):

@@ -374,7 +374,8 @@ class IntensityRecommender(SequenceRecommender):
         return self.prior.log_intensity(states)
 
 
-_PRIOR_KEYS = {"n_kernels", "min_scale", "max_scale", "horizon", "onset", "C", "backend", "l2", "floor"}
+_PRIOR_KEYS = {"n_kernels", "min_scale", "max_scale", "horizon", "onset", "C", "backend", "l2", "floor",
+               "kernel_range"}
 
 
 # --------------------------------------------------------------------------------------------- registration
@@ -409,8 +410,11 @@ SAS_PARAMS = (Param("n_layers", "int", 2, "self-attention blocks", low=1, high=6
               Param("inner", "int", 256, "feed-forward width of each block", low=1, high=65536))
 HAWKES_PARAMS = (
     Param("n_kernels", "int", 50, "R exponential kernels of the Hawkes prior", low=1, high=1000),
-    Param("min_scale", "float", 1e-6, "smallest kernel time constant, in horizons", low=1e-12),
-    Param("max_scale", "float", 10.0, "largest kernel time constant, in horizons", low=1e-12),
+    Param("kernel_range", "str", "paper", "paper: kernel half-lives log-spaced from 1e-3 to 10·t_max (t_max the "
+          "longest training history's span; RIM Sec. 4.2); code: time constants from min_scale to max_scale (the "
+          "authors' code)", choices=("paper", "code")),
+    Param("min_scale", "float", 1e-6, "kernel_range code: smallest kernel time constant, in horizons", low=1e-12),
+    Param("max_scale", "float", 10.0, "kernel_range code: largest kernel time constant, in horizons", low=1e-12),
     Param("horizon", "float", None, "time unit of the Hawkes fit in days (null: the split's horizon, else 1 day)",
           low=1e-9, nullable=True),
     Param("onset", "bool", True, "times from each user's first event, which excites through its own kernels"),
