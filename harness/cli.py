@@ -220,9 +220,16 @@ def cmd_results(args) -> int:
         from .report.summary import print_summary
 
         table = report.results_table(tracker, s.name, s.config_hashes, report.suite_labels(s))
+        from .report.aggregation import long_frame, metric_key
+
+        _, long = long_frame(tracker, s.name, s.config_hashes, report.suite_labels(s))
+
+        declared = {metric_key(m)[0]: int(d) for m, d in zip(long.get("metric", ()), long.get("direction", ()),
+                                                              strict=True)}
         md = Path(s.report.get("dir", "reports")) / f"{safe_name(s.name)}.md"
-        print_summary(table, Console(), s.report.get("metrics"), f"{s.name}: results", str(md) if md.exists()
-                      else None)
+        console = Console(width=None if sys.stdout.isatty() else 160)  # a pipe or a log: no folding at 80
+        print_summary(table, console, s.report.get("metrics"), f"{s.name}: results", str(md) if md.exists()
+                      else None, declared)
         return 0
     fn = {"md": report.results_markdown, "csv": report.results_csv, "json": report.results_json}[args.format]
     print(fn(tracker, s.name, configs=s.config_hashes, labels=report.suite_labels(s)))

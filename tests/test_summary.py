@@ -38,3 +38,16 @@ def test_rows_follow_the_first_column_and_each_column_marks_its_best():
     assert "reports/quickstart.md" in text and "spearman" not in text and "n_queries" not in text
     lines = [ln for ln in text.splitlines() if "│" in ln]
     assert [ln.split("│")[1].strip() for ln in lines] == ["oracle", "rnn", "item_pop", "bpr"]
+
+
+def test_a_descriptive_metric_gets_no_best_and_no_arrow():
+    """popularity@K describes a list (its runs declare direction 0): without the declaration the summary would star
+    the most popular list as the best."""
+    frame, best = summary_frame(agg_frame(), ["ndcg_10", "popularity_10"], declared={"popularity": 0})
+    assert best == {"itemrec ndcg_10": "oracle", "userrec ndcg_10": "bpr"}
+    console = Console(record=True, width=150)
+    print_summary(agg_frame(), console, ["popularity_10"], declared={"popularity": 0})
+    text = console.export_text()
+    assert "★" not in text.split("★ best")[0] and "popularity_10 ↑" not in text
+    _, undeclared = summary_frame(agg_frame(), ["popularity_10"])
+    assert undeclared == {"itemrec popularity_10": "bpr"}  # the most popular list: what the declaration prevents

@@ -38,9 +38,10 @@ def headline(agg: pd.DataFrame, metrics: Iterable[str] | None = None) -> list[tu
     return cols[:MAX_COLUMNS]
 
 
-def summary_frame(agg: pd.DataFrame, metrics: Iterable[str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+def summary_frame(agg: pd.DataFrame, metrics: Iterable[str] | None = None, declared: dict[str, int] | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, str]]:
     """(methods × headline columns of means, ordered by the first column best first; per column, its best
-    method)."""
+    method). `declared`: metric family -> direction as the runs declared them (a descriptive one gets no best)."""
     cols = headline(agg, metrics)
     if not cols:
         return pd.DataFrame(), {}
@@ -53,30 +54,33 @@ def summary_frame(agg: pd.DataFrame, metrics: Iterable[str] | None = None) -> tu
     best = {}
     for c in cols:
         col = frame[names[c]].dropna()
-        if len(col) and direction(c[2]):
-            best[names[c]] = col.idxmax() if direction(c[2]) > 0 else col.idxmin()
+        if len(col) and direction(c[2], declared):
+            best[names[c]] = col.idxmax() if direction(c[2], declared) > 0 else col.idxmin()
     first = cols[0]
-    frame = frame.sort_values(names[first], ascending=direction(first[2]) < 0, na_position="last", kind="stable")
+    frame = frame.sort_values(names[first], ascending=direction(first[2], declared) < 0, na_position="last",
+                              kind="stable")
     return frame, best
 
 
 def print_summary(agg: pd.DataFrame, console, metrics: Iterable[str] | None = None, title: str = "",
-                  report: str | None = None) -> None:
+                  report: str | None = None, declared: dict[str, int] | None = None) -> None:
     """The summary as a rich table on `console` (best per column in bold with ★), then the report's path."""
     from rich.table import Table
     from rich.text import Text
 
-    frame, best = summary_frame(agg, metrics)
+    frame, best = summary_frame(agg, metrics, declared)
     if frame.empty:
         console.print("no FINISHED cells with metrics yet: run the suite first (matchbench run)", markup=False)
         return
     tuned = agg.drop_duplicates("method").set_index("method")["tuned"] if "tuned" in agg else None
     table = Table(title=title or None, title_justify="left")
     table.add_column("method", no_wrap=True)
-    for name in frame.columns:
-        table.add_column(name + (" ↑" if direction(name.rsplit(" ", 1)[-1]) > 0 else " ↓"), justify="right")
-    if tuned is not None:
-        table.add_column("tuned parameters")
+    for name in frame.columns:  # numbers never wrap: a narrow terminal scrolls instead of folding 0.1234
+        sense = direction(name.rsplit(" ", 1)[-1], declared)
+        table.add_column(name + {1: " ↑", -1: " ↓"}.get(sense, ""), justify="right",
+                         no_wrap=True, min_width=7)
+    if tuned is not None:  # the first seed's choice (the report lists every seed's)
+        table.add_column("tuned parameters (first seed)", overflow="ellipsis", no_wrap=True, max_width=48)
     for method, row in frame.iterrows():
         cells = [Text(str(method))]
         for name, value in row.items():
@@ -87,7 +91,7 @@ def print_summary(agg: pd.DataFrame, console, metrics: Iterable[str] | None = No
             else:
                 cells.append(Text(f"{value:.4f}"))
         if tuned is not None:
-            cells.append(Text(str(tuned.get(method, "") or "")))
+            cells.append(Text(str(tuned.get(method, "") or "").split("; ")[0].split(": ", 1)[-1]))
         table.add_row(*cells)
     console.print(table)
     console.print("★ best per column (mean over seeds); every metric, with spreads and significance tests: "
