@@ -20,7 +20,8 @@ checkpoints with weights_only=False). Run from the repository root with that env
 
 `convert` writes all 100,000 ratings of MovieLens-100K's u.data (--src, or where the `movielens` dataset finds it when
 run with matchbench's environment) as RecBole's atomic `ml-100k.inter` (no rating threshold, as the harness's
-`movielens` dataset). Prints one JSON line per model.
+`movielens` dataset). Prints one JSON line per model (`train`: first one per epoch, as each ends, with its training
+pass's wall and CPU seconds).
 """
 from __future__ import annotations
 
@@ -88,6 +89,10 @@ def train(model: str, data: Path, out: Path, epochs: int, seed: int, stopping_st
         res = plain_epoch(self, *a, **k)
         epoch_s.append(time.perf_counter() - t0)
         epoch_cpu_s.append(time.process_time() - c0)
+        # as it goes, so a run stopped before RecBole's end (its checkpoint is its best validation epoch so far,
+        # for `rescore`) keeps its timings
+        print(json.dumps({"model": model, "epoch": len(epoch_s) - 1, "epoch_s": epoch_s[-1],
+                          "epoch_cpu_s": epoch_cpu_s[-1]}), flush=True)
         return res
 
     Trainer._train_epoch = timed_epoch

@@ -140,6 +140,21 @@ def test_nextitnet_is_causal_and_its_receptive_field_matches_the_dilations():
             assert (not torch.allclose(enc(t2)[0, t], base[t], rtol=0, atol=0)) == seen
 
 
+def test_nextitnet_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    enc = nin.NextItNetEncoder(30, 8, (1, 2), 3, 1, dropout=0.5)
+    tok = torch.randint(1, 30, (2, 12))
+    with torch.no_grad():
+        assert not torch.allclose(enc.train()(tok), enc(tok))          # a fresh mask per call
+        torch.testing.assert_close(enc.eval()(tok), enc(tok), rtol=0, atol=0)
+        plain = nin.NextItNetEncoder(30, 8, (1, 2), 3, 1)
+        plain.load_state_dict(enc.state_dict())                       # dropout has no weights
+        torch.testing.assert_close(enc(tok), plain.eval()(tok), rtol=0, atol=0)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="dropout"):
+            nin.NextItNet(dropout=bad)
+
+
 # ------------------------------------------------------------------------------------------- learning
 
 def test_both_beat_item_pop_on_a_world_with_strong_first_order_transitions(reg):
