@@ -17,7 +17,9 @@ paper's public-data settings).
 - `dmr`: User-to-Item network: a_t = zᵀ tanh(W_p p_t + W_e e_t + b) (Eq. 2, position p_t in reverse time
   order), α = softmax(a) (Eq. 3), u = g(Σ α_t e_t) (Eq. 4, g = linear + PReLU), r = uᵀ v′ with a separate
   output embedding V′ (Eq. 5); auxiliary match network: u_{T−1} from the behaviours before the latest one must
-  predict the latest, with `negatives` uniformly sampled items (L_NS, Eq. 8), total loss L_target + β·L_NS
+  predict the latest against `negatives` items drawn from the background distribution (each item ∝ its training
+  count + 1; 2,000 as the paper on public data; `sampler: uniform` draws uniformly) (L_NS, Eq. 8), total loss
+  L_target + β·L_NS
   (Eq. 9, β = `aux_weight`, 0.1 as in the paper's Fig. 3). Item-to-Item network: â_t = ẑᵀ tanh(Ŵ_c e_c +
   Ŵ_p p_t + Ŵ_e e_t + b̂) (Eq. 10), r̂ = Σ_t â_t (Eq. 11), û = Σ_t softmax(â)_t e_t (Eqs. 12-13). MLP 512-256-128
   (PReLU) over c = [x_p, x_t, x_c, û, r, r̂]. Ablations (paper Table 2): `no_u2i` (DMR I2I: no r, no auxiliary
@@ -314,29 +316,42 @@ class _DMRNet(nn.Module):
 
     def aux_loss(self, seq: torch.Tensor) -> torch.Tensor:
         """L_NS (Eq. 8): u_{T-1} (behaviours before the latest; positions restart at the latest of them) against
-        the latest behaviour and `negatives` uniformly sampled items; rows with fewer than 2 behaviours skipped."""
+        the latest behaviour and `negatives` items drawn from the background distribution (or uniformly); rows
+        with fewer than 2 behaviours skipped."""
         ok = seq[:, 1] > 0
         if not ok.any():
             return torch.zeros((), device=seq.device)
         prefix, pos_item = seq[ok, 1:], seq[ok, 0]
         u = self.user_vector(prefix)
-        neg = torch.randint(1, self.m.n_items + 1, (len(u), self.m.negatives), device=seq.device)
+        if self.m.sampler == "uniform":
+            neg = torch.randint(1, self.m.n_items + 1, (len(u), self.m.negatives), device=seq.device)
+        else:  # the background distribution: items ∝ their training frequency (padding 0 never drawn)
+            neg = torch.multinomial(self.background, len(u) * self.m.negatives, replacement=True)
+            neg = neg.view(len(u), self.m.negatives)
         s_pos = (u * self.out_embedding(pos_item)).sum(1)
         s_neg = torch.einsum("bd,bkd->bk", u, self.out_embedding(neg))
         return -(nn.functional.logsigmoid(s_pos) + nn.functional.logsigmoid(-s_neg).sum(1)).mean()
 
 
 class DMR(CTRModel):
-    def __init__(self, negatives: int = 20, aux_weight: float = 0.1,
+    def __init__(self, negatives: int = 2000, aux_weight: float = 0.1, sampler: str = "background",
                  no_u2i: bool = False, no_i2i: bool = False, no_aux: bool = False, no_pos: bool = False,
                  double_embedding: bool = False, **kw):
         super().__init__(**kw)
-        self.negatives, self.aux_weight = int(negatives), float(aux_weight)
+        self.negatives, self.aux_weight, self.sampler = int(negatives), float(aux_weight), sampler
         self.no_u2i, self.no_i2i, self.no_aux = bool(no_u2i), bool(no_i2i), bool(no_aux)
         self.no_pos, self.double_embedding = bool(no_pos), bool(double_embedding)
 
+    def fit(self, train, loss, ctx: FitContext) -> None:
+        # the background distribution of L_NS: each item's share of the training events (+1: none is impossible)
+        self.item_freq = np.bincount(train.item, minlength=train.n_items).astype(np.float64) + 1.0
+        super().fit(train, loss, ctx)
+
     def build(self):
-        return _DMRNet(self)
+        net = _DMRNet(self)
+        p = np.concatenate([[0.0], self.item_freq / self.item_freq.sum()])  # index 0 is padding
+        net.register_buffer("background", torch.as_tensor(p, dtype=torch.float32), persistent=False)
+        return net
 
     @torch.no_grad()
     def factors(self, states):
@@ -396,7 +411,10 @@ def register_models(register):
         description="Deep Match to Rank: U2I (positional attention, output embedding V′, auxiliary NS loss) + "
                     "I2I relevance + MLP",
         params=COMMON + (HIDDEN,
-                         Param("negatives", "int", 20, "negative samples k of the auxiliary match loss", low=1),
+                         Param("negatives", "int", 2000, "negative samples k of the auxiliary match loss (the "
+                               "paper's public-data setting: 2,000)", low=1),
+                         Param("sampler", "str", "background", "negatives of L_NS: background (∝ training frequency "
+                               "+ 1, the paper's negative sampling) or uniform", choices=("background", "uniform")),
                          Param("aux_weight", "float", 0.1, "β, the weight of the auxiliary loss", low=0.0),
                          Param("no_u2i", "bool", False, "ablation: drop the User-to-Item network (r and L_NS)"),
                          Param("no_i2i", "bool", False, "ablation: drop r̂ of the Item-to-Item network"),
