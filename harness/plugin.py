@@ -81,6 +81,7 @@ from .splits import (
                     Split,
                     SplitData,
                     UserStates,
+                    concat_sets,
                     csr_ranges,
                     fmt_time,
                     require_nonempty,
@@ -120,8 +121,8 @@ __all__ = [
     "nullable_ints", "open_text", "finish", "align", "locate", "candidates", "data_root", "sources_or_path",
     "verify_files", "sha256_file", "cut_last_line",
     # helpers for splits
-    "states_from_events", "csr_ranges", "require_nonempty", "time_bounds", "window_end", "users_with_history",
-    "summary", "fmt_time",
+    "states_from_events", "concat_sets", "csr_ranges", "require_nonempty", "time_bounds", "window_end",
+    "users_with_history", "summary", "fmt_time",
     # helpers for models and planners
     "validation_ndcg", "padded_sequences", "topk_assignment", "CONSTRAINT_PARAMS", "ALPHA", "NEG",
     # the funnel's negative sampling strategies (UMA²), shared by every model trained on funnel data

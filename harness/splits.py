@@ -152,6 +152,20 @@ def states_from_events(events: Interactions, users: np.ndarray, cuts: np.ndarray
     return EvalSet(states=states, targets=targets, exclude=states.history_matrix(events.n_items), name=name)
 
 
+def concat_sets(sets: list[EvalSet], name: str) -> EvalSet:
+    """Eval sets over the same item space stacked into one (states, targets, exclusions and window counts)."""
+    st = [e.states for e in sets]
+    offs = np.concatenate([[0], np.cumsum([len(s.hist_item) for s in st])])
+    ptr = np.concatenate([[0]] + [s.hist_ptr[1:] + o for s, o in zip(st, offs[:-1], strict=False)]).astype(np.int64)
+    states = UserStates(user=np.concatenate([s.user for s in st]), time=np.concatenate([s.time for s in st]),
+                        hist_ptr=ptr, hist_item=np.concatenate([s.hist_item for s in st]),
+                        hist_time=np.concatenate([s.hist_time for s in st]))
+    counts = [e.window_events for e in sets]
+    return EvalSet(states=states, targets=sp.vstack([e.targets for e in sets]).tocsr(),
+                   exclude=sp.vstack([e.exclude for e in sets]).tocsr(), name=name,
+                   window_events=None if any(c is None for c in counts) else np.concatenate(counts))
+
+
 def _window_index(events: Interactions, users: np.ndarray, start: np.ndarray, end: np.ndarray):
     """For each query s, positions (into events.order) of user[s]'s events with start <= t < end.
 

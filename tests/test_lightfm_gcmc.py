@@ -143,3 +143,24 @@ def test_suite_runs_lightfm_and_gcmc(workdir, reg):
     frame = api.run(suite, registry=reg)
     assert (frame.status == "FINISHED").all(), frame.error.tolist()
     assert frame["metrics.userrec/ndcg_10"].notna().all()
+
+
+def test_gcmc_takes_its_labels_from_the_calibration_window(reg):
+    """RIM sets GCMC(*) back: with a calibration window [T', T) its labels are that window's targets (states at T',
+    histories before T'), not the last period of its own training data; gcmc_ex's earlier periods end at T'."""
+    ds = reg.create("dataset", "synthetic", n_users=80, n_items=30, days=40.0)
+    split = reg.create("split", "temporal", horizon=7, calibration=7).split(ds, 0)
+    calib = split.calibration
+    assert split.train.time.max() < calib.states.time.min()  # train stops at T'
+    g = reg.create("model", "gcmc")
+    states, period_of, pos_s, pos_i = g._training_states(split.train, 7.0, calib)
+    want = calib.targets.tocoo()
+    assert (period_of == 0).all() and len(states) == calib.n_states
+    assert sorted(zip(pos_s, pos_i, strict=True)) == sorted(zip(want.row, want.col, strict=True))
+    alone = g._training_states(split.train, 7.0)[0]  # without it: the states at the last training period's start
+    assert alone.time.max() < calib.states.time.min()
+    ex = reg.create("model", "gcmc_ex", n_periods=2)
+    states, period_of, pos_s, _ = ex._training_states(split.train, 7.0, calib)
+    assert set(period_of) == {0, 1} and (period_of[:calib.n_states] == 0).all()
+    T1 = float(calib.states.time.min())
+    assert np.allclose(states.time[period_of == 1], T1 - 7.0 * split.train.per_day)

@@ -18,16 +18,19 @@ bucket floor(log2(1 + hours since the state's last event)) (16 buckets, the last
 one for an empty history). The paper's RFM features also name frequency; besides the aggregation,
 `frequency_bias` adds a learned bias per bucket floor(log2 |history|).
 
-Training follows the paper: hold out a window [T' , T) at the end of the training data (T = the
-last training event; its length `period` defaults to the split's test horizon when the harness
-passes the split, else 7 days). Training states are the users with history before T' (history =
-their events before T'), labelled with the distinct items of their events in the window. Each
+Training follows the paper: with a split's calibration window [T', T) (RIM sets GCMC(*) back: `temporal` with
+`calibration: DAYS`, `user` with `calibration: true`), its states (histories before T') and targets are the labels;
+without one, hold out a window [T', T) at the end of the training data (T = the last training event; its length
+`period` defaults to the split's test horizon when the harness passes the split, else 7 days). Training states
+are the users with history before T' (history = their events before T'), labelled with the distinct items of
+their events in the window. Each
 positive (x, y) is contrasted, with the pairwise loss the harness passes (BPR's sigmoid-triplet by
 default), against a negative item drawn with p ~ (count+1)^neg_power and a negative state drawn
 the same way by its user's training count, from the same period:
 loss = 0.5 (loss(s(x,y), s(x,y~)) + loss(s(x,y), s(x~,y))), on the softplus scores.
 `gcmc_ex` stacks `n_periods` consecutive windows [T - kP, T - (k-1)P), k = 1..n_periods, each with
-the states at its start, to extract more labels and their order, as GCMC-Ex does.
+the states at its start, to extract more labels and their order, as GCMC-Ex does (with a calibration window, it
+is the first of them and the others end at T').
 
 Scores come from `score_block`, a block of states at a time: a sparse (state x item) history
 matrix times the item embeddings (`embedding_bag` with per-entry weights), then a matmul with all
@@ -45,7 +48,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.plugin import DataError, Interactions, Model, ModelSpec, Param, UserStates, hookimpl, states_from_events
+from harness.plugin import (
+    DataError,
+    Interactions,
+    Model,
+    ModelSpec,
+    Param,
+    UserStates,
+    concat_sets,
+    hookimpl,
+    states_from_events,
+)
 
 N_RECENCY = 16   # floor(log2(1 + hours)) buckets 0..15 (15: >= ~1365 days); bucket 16: empty history
 N_FREQUENCY = 16  # floor(log2 |history|) buckets 0..15; bucket 16: empty history
@@ -123,19 +136,30 @@ class GCMC(Model):
         span_days = float(train.time.max() - train.time.min()) / train.per_day if len(train.time) else 0.0
         return min(period, span_days / (self.n_periods + 1)) if span_days > 0 else period
 
-    def _training_states(self, train: Interactions, period: float):
+    def _training_states(self, train: Interactions, period: float, calibration=None):
+        """Labelled states: with a calibration window (the split's set-back [T', T), RIM's GCMC(*)), its states
+        and targets are the first period and the training data before T' gives the n_periods − 1 earlier ones;
+        without one, the last n_periods windows of the training data."""
         t_end = float(train.time.max())
         P = period * train.per_day
         users, cuts, ends, period_of = [], [], [], []
-        for k in range(1, self.n_periods + 1):  # a loop over periods only
+        calib = calibration if calibration is not None and calibration.targets.nnz else None
+        if calib is not None:
+            t_end = float(np.min(calib.states.time))  # T': the earlier periods end where the calibration starts
+        for k in range(1, self.n_periods + 1 - (calib is not None)):  # a loop over periods only
             cut, end = t_end - k * P, (np.inf if k == 1 else t_end - (k - 1) * P)
             u = np.flatnonzero(np.bincount(train.user[train.time < cut], minlength=train.n_users) > 0)
             users.append(u)
             cuts.append(np.full(len(u), cut))
             ends.append(np.full(len(u), end))
             period_of.append(np.full(len(u), k - 1))
-        users, cuts, ends = np.concatenate(users), np.concatenate(cuts), np.concatenate(ends)
+        if calib is not None:  # the calibration window is period 0; the training windows follow it backwards
+            period_of = [np.zeros(calib.n_states, np.int64)] + [p + 1 for p in period_of]
+        users, cuts, ends = (np.concatenate(users or [np.zeros(0, np.int64)]), np.concatenate(cuts or [np.zeros(0)]),
+                             np.concatenate(ends or [np.zeros(0)]))
         ev = states_from_events(train, users, cuts, ends, name="gcmc-train")
+        if calib is not None:
+            ev = concat_sets([calib, ev], "gcmc-train")
         t = ev.targets.tocoo()
         if t.nnz == 0:
             raise DataError(f"{self.name}: no training labels in the last {self.n_periods} period(s) of {period:g} "
@@ -150,7 +174,8 @@ class GCMC(Model):
         self.item_deg = train.item_counts.astype(np.float64)
         self._cache = weakref.WeakKeyDictionary()
         gen = torch.Generator().manual_seed(ctx.seed)
-        states, period_of, pos_s, pos_i = self._training_states(train, self._period_days(ctx, train))
+        states, period_of, pos_s, pos_i = self._training_states(train, self._period_days(ctx, train),
+                                                                ctx.calibration)
         feats = self._features(states)
 
         d, n_i = self.d, train.n_items

@@ -20,7 +20,6 @@ out the train / valid / test windows.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from harness.plugin import (
     ConfigError,
@@ -32,7 +31,7 @@ from harness.plugin import (
     Split,
     SplitData,
     SplitSpec,
-    UserStates,
+    concat_sets,
     fmt_time,
     hookimpl,
     require_nonempty,
@@ -63,18 +62,6 @@ def core_mask(x: Interactions, rows: np.ndarray, min_count: int) -> np.ndarray:
             break
         keep &= ~bad
     return keep
-
-
-def _concat(sets: list[EvalSet], name: str) -> EvalSet:
-    """Stack eval sets (same item space) into one."""
-    st = [e.states for e in sets]
-    offs = np.concatenate([[0], np.cumsum([len(s.hist_item) for s in st])])
-    ptr = np.concatenate([[0]] + [s.hist_ptr[1:] + o for s, o in zip(st, offs[:-1], strict=False)]).astype(np.int64)
-    states = UserStates(user=np.concatenate([s.user for s in st]), time=np.concatenate([s.time for s in st]),
-                        hist_ptr=ptr, hist_item=np.concatenate([s.hist_item for s in st]),
-                        hist_time=np.concatenate([s.hist_time for s in st]))
-    return EvalSet(states=states, targets=sp.vstack([e.targets for e in sets]).tocsr(),
-                   exclude=sp.vstack([e.exclude for e in sets]).tocsr(), name=name)
 
 
 class NextNDaySplit(Split):
@@ -108,7 +95,7 @@ class NextNDaySplit(Split):
             users = users_with_history(x, t)
             parts.append(states_from_events(x, users, np.full(len(users), t),
                                             np.full(len(users), window_end(t, w, t_max)), name="test"))
-        test = parts[0] if len(parts) == 1 else _concat(parts, "test")
+        test = parts[0] if len(parts) == 1 else concat_sets(parts, "test")
         require_nonempty(test, f"next_n_day (n={self.n:g} days, n_cuts={self.n_cuts})")
 
         train = x.subset(x.time < earliest)
@@ -161,7 +148,7 @@ class NextNDaySplit(Split):
 
         ends = [window_end(t, w, t_max) for t in cuts[::-1]]
         parts = [window(t, e, "test") for t, e in zip(cuts[::-1], ends, strict=True)]  # earliest cut first
-        test = parts[0] if len(parts) == 1 else _concat(parts, "test")
+        test = parts[0] if len(parts) == 1 else concat_sets(parts, "test")
         require_nonempty(test, f"next_n_day (n={self.n:g} days, n_cuts={self.n_cuts}, min_count={self.min_count} "
                                "within the test window)")
         windows = [f"train: [{t_min:g}, {earliest:g})"]
