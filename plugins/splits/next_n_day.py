@@ -82,14 +82,7 @@ class NextNDaySplit(Split):
             raise DataError(f"next_n_day: min_count={self.min_count} removed every event (no user and item both "
                             f"have {self.min_count}+ events); lower min_count")
         t_min, t_max = time_bounds(x, "next_n_day")
-        w = self.n * x.per_day
-        cuts = t_max - w * np.arange(1, self.n_cuts + 1)  # latest first
-        earliest = float(cuts[-1])
-        if earliest <= t_min:
-            raise DataError(f"next_n_day: n_cuts={self.n_cuts} windows of n={self.n:g} days "
-                            f"reach back to {earliest:g}, "
-                            f"at or before the first event (t={t_min:g}), leaving nothing to train on; "
-                            "lower n or n_cuts")
+        w, cuts, earliest = self._cuts(t_min, t_max, x.per_day)
         parts = []
         for t in cuts[::-1]:  # earliest cut first
             users = users_with_history(x, t)
@@ -119,17 +112,22 @@ class NextNDaySplit(Split):
         info.update(summary(valid, "valid_"))
         return SplitData(train=train, test=test, valid=valid, info=info)
 
-    def _split_parts(self, raw: Interactions) -> SplitData:
-        """min_count_scope part: the cuts from the whole log, then the core of the training events and of each
-        window's events on their own; histories from every event before the cut."""
-        t_min, t_max = time_bounds(raw, "next_n_day")
-        w = self.n * raw.per_day
-        cuts = t_max - w * np.arange(1, self.n_cuts + 1)  # latest first
+    def _cuts(self, t_min: float, t_max: float, per_day: float) -> tuple[float, np.ndarray, float]:
+        """(window length, the test cuts latest first, the earliest cut), refusing cuts that leave no training."""
+        w = self.n * per_day
+        cuts = t_max - w * np.arange(1, self.n_cuts + 1)
         earliest = float(cuts[-1])
         if earliest <= t_min:
             raise DataError(f"next_n_day: n_cuts={self.n_cuts} windows of n={self.n:g} days "
                             f"reach back to {earliest:g}, at or before the first event (t={t_min:g}), leaving "
                             "nothing to train on; lower n or n_cuts")
+        return w, cuts, earliest
+
+    def _split_parts(self, raw: Interactions) -> SplitData:
+        """min_count_scope part: the cuts from the whole log, then the core of the training events and of each
+        window's events on their own; histories from every event before the cut."""
+        t_min, t_max = time_bounds(raw, "next_n_day")
+        w, cuts, earliest = self._cuts(t_min, t_max, raw.per_day)
         train_rows = core_mask(raw, raw.time < earliest, self.min_count)
         if not train_rows.any():
             raise DataError(f"next_n_day: min_count={self.min_count} removed every training event (no user and "
