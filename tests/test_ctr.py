@@ -272,6 +272,21 @@ def test_dmr_parts_follow_the_paper(reg, world_split):
                         minlength=len(counts) + 1)[1:]
     top = np.argsort(-counts)[:5]
     assert np.allclose(drawn[top] / 200_000, counts[top] / counts.sum(), rtol=0.1)
+    # more negatives than items: the k draws as counts per item give the same loss in expectation as k gathered draws
+    seq = torch.tensor([[3, 5, 9, 0], [4, 2, 0, 0]])
+    k = 2 * net.m.n_items
+    with torch.no_grad():
+        net.m.negatives = k
+        torch.manual_seed(1)
+        counted = torch.stack([net.aux_loss(seq) for _ in range(300)])
+        prefix, pos = seq[:, 1:], seq[:, 0]
+        u = net.user_vector(prefix)
+        draws = torch.multinomial(net.background, 300 * 2 * k, replacement=True).view(300, 2, k)
+        s_pos = (u * net.out_embedding(pos)).sum(1)
+        gathered = torch.stack([-(torch.nn.functional.logsigmoid(s_pos) + torch.nn.functional.logsigmoid(
+            -torch.einsum("bd,bkd->bk", u, net.out_embedding(d))).sum(1)).mean() for d in draws])
+        net.m.negatives = 7
+    assert float(counted.mean()) == pytest.approx(float(gathered.mean()), rel=0.01)
     uniform = reg.create("model", "dmr", epochs=1, hidden=[16], negatives=7, sampler="uniform")
     uniform.fit(split.train, None, FitContext.for_split(split, ds, seed=0, device=torch.device("cpu")))
     d = reg.create("model", "dmr", epochs=1, hidden=[16], negatives=7, double_embedding=True)

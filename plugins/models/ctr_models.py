@@ -323,14 +323,17 @@ class _DMRNet(nn.Module):
             return torch.zeros((), device=seq.device)
         prefix, pos_item = seq[ok, 1:], seq[ok, 0]
         u = self.user_vector(prefix)
-        if self.m.sampler == "uniform":
-            neg = torch.randint(1, self.m.n_items + 1, (len(u), self.m.negatives), device=seq.device)
-        else:  # the background distribution: items ∝ their training frequency (padding 0 never drawn)
-            neg = torch.multinomial(self.background, len(u) * self.m.negatives, replacement=True)
-            neg = neg.view(len(u), self.m.negatives)
         s_pos = (u * self.out_embedding(pos_item)).sum(1)
-        s_neg = torch.einsum("bd,bkd->bk", u, self.out_embedding(neg))
-        return -(nn.functional.logsigmoid(s_pos) + nn.functional.logsigmoid(-s_neg).sum(1)).mean()
+        k, n = self.m.negatives, self.m.n_items
+        probs = self.background if self.m.sampler == "background" else self.uniform  # index 0 (padding): 0
+        if k >= n:  # more draws than items: the same k draws as counts per item, scored against every item once
+            counts = torch.distributions.Multinomial(k, probs=probs).sample((len(u),))[:, 1:]
+            s_all = u @ self.out_embedding(torch.arange(1, n + 1, device=seq.device)).T
+            neg_term = (counts * nn.functional.logsigmoid(-s_all)).sum(1)
+        else:
+            neg = torch.multinomial(probs, len(u) * k, replacement=True).view(len(u), k)
+            neg_term = nn.functional.logsigmoid(-torch.einsum("bd,bkd->bk", u, self.out_embedding(neg))).sum(1)
+        return -(nn.functional.logsigmoid(s_pos) + neg_term).mean()
 
 
 class DMR(CTRModel):
@@ -351,6 +354,8 @@ class DMR(CTRModel):
         net = _DMRNet(self)
         p = np.concatenate([[0.0], self.item_freq / self.item_freq.sum()])  # index 0 is padding
         net.register_buffer("background", torch.as_tensor(p, dtype=torch.float32), persistent=False)
+        uniform = np.r_[0.0, np.full(self.n_items, 1.0 / self.n_items)]
+        net.register_buffer("uniform", torch.as_tensor(uniform, dtype=torch.float32), persistent=False)
         return net
 
     @torch.no_grad()
