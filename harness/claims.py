@@ -402,10 +402,11 @@ def print_verdicts(verdicts: list[Verdict], console) -> None:
 
     colour = {"reproduced": "green", "contradicted": "red", "inconclusive": "yellow"}
     table = Table(title="claims", show_lines=False)
-    for col in ("source", "claim", "metric · data", "verdict", "evidence", "p (Holm)"):
+    for col in ("source", "claim", "metric · data", "verdict", "evidence", "p (Holm; its direction)"):
         table.add_column(col, overflow="fold")
     for v in verdicts:
         c = colour.get(v.verdict, "dim")
         table.add_row(v.claim.source, v.claim.text(), f"{v.claim.metric or ''} · {v.dataset}".strip(" ·"),
-                      f"[{c}]{v.verdict}[/{c}]", evidence(v) or v.why, _p(v.p_for_holm))
+                      f"[{c}]{v.verdict}[/{c}]", evidence(v) or v.why,
+                      _p(v.p_against_holm if v.verdict == "contradicted" else v.p_for_holm))
     console.print(table)
