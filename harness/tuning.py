@@ -419,10 +419,8 @@ def _run_trials(j: "Journey", study, sense: int, worker: int) -> None:
                 _retry_interrupted(study, block)
         done = len(counted(study))
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        if done >= block.budget():
-            return
         if done + running >= block.budget():
-            if worker or not parallel:
+            if worker or not parallel or not running:  # the cell's worker waits for every trial still running
                 return
             time.sleep(POLL_S)
             continue
