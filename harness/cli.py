@@ -216,14 +216,14 @@ def cmd_results(args) -> int:
 
         from rich.console import Console
 
+        from .report.aggregation import aggregate, long_frame, metric_key
         from .report.plots import safe_name
         from .report.summary import print_summary
+        from .report.tuning import with_tuned
 
-        table = report.results_table(tracker, s.name, s.config_hashes, report.suite_labels(s))
-        from .report.aggregation import long_frame, metric_key
-
-        _, long = long_frame(tracker, s.name, s.config_hashes, report.suite_labels(s))
-
+        # one read of the store for both the table (results_table's own steps) and the declared directions
+        runs, long = long_frame(tracker, s.name, s.config_hashes, report.suite_labels(s))
+        table = with_tuned(aggregate(long), runs)
         declared = {metric_key(m)[0]: int(d) for m, d in zip(long.get("metric", ()), long.get("direction", ()),
                                                               strict=True)}
         md = Path(s.report.get("dir", "reports")) / f"{safe_name(s.name)}.md"

@@ -432,8 +432,6 @@ def assist_study(j: "Journey") -> None:
     records them and refits."""
     study, sense = _open_study(j)
     _run_trials(j, study, sense, j.cell.study_worker)
-    j.record.metrics["tune/helper_trials"] = float(sum(
-        1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == j.cell.study_worker))
 
 
 def run_study(j: "Journey") -> None:

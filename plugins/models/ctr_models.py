@@ -347,7 +347,7 @@ class DMR(CTRModel):
 
     def fit(self, train, loss, ctx: FitContext) -> None:
         # the background distribution of L_NS: each item's share of the training events (+1: none is impossible)
-        self.item_freq = np.bincount(train.item, minlength=train.n_items).astype(np.float64) + 1.0
+        self.item_freq = train.item_counts.astype(np.float64) + 1.0
         super().fit(train, loss, ctx)
 
     def build(self):
