@@ -98,13 +98,14 @@ def fit(j: Journey) -> None:
         if j.on_metric is not None:
             j.on_metric(name, value, step)
 
-    ctx = FitContext.for_split(j.split, j.dataset, seed=cell.seed, device=j.device, log_metric=log_metric,
-                               progress=j.progress)
+    ctx = FitContext.for_split(j.split, j.dataset, set_back=j.spec.set_back, seed=cell.seed, device=j.device,
+                               log_metric=log_metric, progress=j.progress)
     if ctx.valid is not None and not j.settings.exclude_seen:
         # early stopping measures what the test measures: with exclude_seen false, repeats count as targets
         ctx.valid = replace(ctx.valid, exclude=None)
     t0 = time.time()
-    j.model.fit(j.split.train, loss, ctx)
+    rec.params["fit.n_train_events"] = len(ctx.train)
+    j.model.fit(ctx.train, loss, ctx)
     rec.metrics["time/fit_s"] = time.time() - t0
     rec.metrics["time/eval_s"] = 0.0
 

@@ -61,9 +61,11 @@ class FitContext:
     progress: Callable[[int, int], None] = lambda epoch, total: None
 
     @classmethod
-    def for_split(cls, split: SplitData, dataset: Dataset | None = None, **kw: Any) -> "FitContext":
-        """The context of a fit on `split` (of `dataset`): every named field filled from them."""
-        return cls(train=split.train, valid=split.valid, calibration=split.calibration,
+    def for_split(cls, split: SplitData, dataset: Dataset | None = None, set_back: bool = False,
+                  **kw: Any) -> "FitContext":
+        """The context of a fit on `split` (of `dataset`): every named field filled from them (`train`: what a
+        model with `set_back` or without fits on, `SplitData.training_events`)."""
+        return cls(train=split.training_events(set_back), valid=split.valid, calibration=split.calibration,
                    impressions=split.train_impressions, funnel=split.train_funnel, split_info=dict(split.info),
                    truth=getattr(dataset, "truth", None),
                    item_features=getattr(dataset, "item_features", None),

@@ -119,7 +119,9 @@ class ModelSpec(PluginSpec):
     part that ranks); `contracts` of the losses it accepts (empty: it trains without a loss) and its
     `default_loss`; `score_kind` of its ranking scores; `offers`: how it gives scores; `requires`: what the
     split or dataset must provide (a cell that cannot is refused before any training); `gpu`: it trains on a GPU
-    when there is one (the ray executor then asks the cluster for one per cell)."""
+    when there is one (the ray executor then asks the cluster for one per cell); `set_back`: it learns from the
+    split's calibration window, so a split that sets only such models back (`temporal` with `setback: calibrated`,
+    RIM's RNN-HP and GCMC(*)) fits it on the events before that window while the others train up to the cut."""
 
     kind: ClassVar[str] = "model"
     tasks: tuple[Task, ...] = ("itemrec", "userrec")
@@ -130,6 +132,7 @@ class ModelSpec(PluginSpec):
     requires: tuple[Requirement, ...] = ()
     tasks_for: Callable[[Params], Iterable[str]] | None = None
     gpu: bool = False
+    set_back: bool = False
 
     def serves(self, params: Params) -> set[str]:
         """The tasks this configuration serves (matching comes with itemrec: planners use its scores)."""

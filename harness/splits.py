@@ -110,9 +110,18 @@ class SplitData:
     calibration: EvalSet | None = None
     info: dict[str, Any] = field(default_factory=dict)
     train_impressions: Any = None
+    setback_train: Interactions | None = None
+    """The training events of the models that learn from the calibration window (`ModelSpec.set_back`) when the
+    split sets only them back (RIM: RNN-HP and GCMC(*) train before T', the others on everything before T).
+    None: every model trains on `train`."""
     test_impressions: Any = None
     train_funnel: Any = None
     test_funnel: Any = None
+
+    def training_events(self, set_back: bool) -> Interactions:
+        """What a model fits on: `setback_train` for a model that learns from the calibration window (where the
+        split sets such models back), else `train`."""
+        return self.setback_train if set_back and self.setback_train is not None else self.train
 
     @property
     def n_users(self) -> int:

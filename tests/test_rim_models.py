@@ -387,3 +387,30 @@ def test_movielens_epoch_time_and_ndcg():
         row = out["models"][name]["mean"]
         assert row["epoch_s_median"] <= limit, row
         assert row["ndcg_10_excluded"] > 0.09 and row["ndcg_10_kept"] > 0.05, row
+
+
+def test_setback_calibrated_sets_back_only_the_models_that_learn_from_the_window(workdir, reg):
+    """RIM Sec. 5: only RNN-HP and GCMC(*) train before T'; every other model trains on all events before T. With
+    `setback: all` (the default) every model trains before T' (a held-out window)."""
+    ds = reg.create("dataset", "synthetic", n_users=60, n_items=20, days=20.0)
+    both = reg.create("split", "temporal", horizon=5, calibration=5, setback="calibrated").split(ds, 0)
+    held = reg.create("split", "temporal", horizon=5, calibration=5).split(ds, 0)
+    t_prime, t_cut = both.info["calibration_cut"], both.info["cut"]
+    assert both.setback_train.time.max() < t_prime <= both.train.time.max() < t_cut
+    assert len(both.setback_train) == len(held.train) == both.info["n_setback_train"] and held.setback_train is None
+    for name in ("rnn_hp", "sasrec_hp", "gcmc", "gcmc_ex"):
+        assert reg.get("model", name).set_back, name
+    for name in ("rnn", "rnn_pop", "rnn_hawkes", "bpr", "als", "item_pop"):
+        assert not reg.get("model", name).set_back, name
+    assert FitContext.for_split(both, ds, set_back=True).train is both.setback_train
+    assert FitContext.for_split(both, ds).train is both.train
+    with pytest.raises(Exception, match="calibration is 0"):
+        reg.create("split", "temporal", horizon=5, setback="calibrated")
+    # through a suite: the fitted event counts differ by exactly the window's events
+    suite = tiny_suite(split={"name": "temporal", "horizon": 7, "calibration": 7, "setback": "calibrated"},
+                       models=[{"name": "item_pop"}, {"name": "gcmc", "epochs": 1, "factors": 4}],
+                       tasks=["itemrec"], metrics=["ndcg"], cutoffs=[5])
+    frame = api.run(suite, registry=reg).set_index("params.model")
+    n = frame["params.fit.n_train_events"].astype(int)
+    assert n["item_pop"] == int(frame.loc["item_pop", "params.split.info.n_train"])
+    assert n["gcmc"] == int(frame.loc["gcmc", "params.split.info.n_setback_train"]) < n["item_pop"]

@@ -266,14 +266,14 @@ _COMMON = (
 def register_models(register):
     register(ModelSpec(
         name="gcmc", factory=GCMC, contracts=("pairwise",), default_loss="bpr", score_kind="intensity",
-        offers=("block_scores",),
+        offers=("block_scores",), set_back=True,
         description="GCMC-CLV (RIM appendix B): graph-conv aggregation of each state's history + recency bias, "
                     "softplus scores, pairwise loss vs negative items and states ~ (count+1)^0.5, labels from one "
                     "held-out period",
         params=_COMMON))
     register(ModelSpec(
         name="gcmc_ex", factory=GCMCEx, contracts=("pairwise",), default_loss="bpr", score_kind="intensity",
-        offers=("block_scores",),
+        offers=("block_scores",), set_back=True,
         description="GCMC-Ex (RIM appendix B): GCMC trained on n_periods stacked past periods for more labels",
         params=_COMMON + (Param("n_periods", "int", 4, "consecutive label periods before the end of training",
                                 low=1, high=1000),)))

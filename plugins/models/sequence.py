@@ -451,4 +451,5 @@ def register_models(register):
             register(ModelSpec(
                 name=f"{name}_{prior}", factory=_factory(name, prior), params=arch_params + prior_params,
                 score_kind="log_intensity", requires=("calibration",) if prior == "hp" else (),
+                set_back=prior == "hp",
                 description=f"RIM: log λ(x,y) = log λ(x) + log p(y|x) ({what}); {pwhat}"))

@@ -13,6 +13,11 @@ Options:
 - `calibration` (days): RIM trains on the events before T' = T - calibration and uses [T', T) to
   calibrate; then train = events < T' and a `calibration` EvalSet (cut T', window [T', T)) is
   returned. Test histories still contain every event before T (they are observed at test time).
+  `setback` says who is set back: `all` (default: every model trains before T', so the window is held out of
+  training for all, as a validation window must be) or `calibrated` (RIM Sec. 5 / Appendix: "RNN-HP and
+  GCMC(*) require further splitting of the training set" — only the models that learn from the calibration
+  window, `ModelSpec.set_back`, train before T' (`SplitData.setback_train`); every other model trains on all
+  events before T).
 - `valid`: a validation EvalSet with cut T - horizon and window [T - horizon, T). Its targets are
   training events unless `calibration >= horizon` (then train stops at T - calibration and the
   validation window is held out too); use it for model selection / early stopping with that in mind.
@@ -53,12 +58,20 @@ from harness.plugin import (
 # ------------------------------------------------------------------------------------------- the split
 
 HORIZON = 7.0
+SETBACKS = ("all", "calibrated")
 
 
 class TemporalSplit(Split):
     def __init__(self, horizon: float = HORIZON, cut: float | None = None, calibration: float = 0.0,
-                 valid: bool = False, test_fraction: float | None = None, valid_fraction: float | None = None):
+                 valid: bool = False, test_fraction: float | None = None, valid_fraction: float | None = None,
+                 setback: str = "all"):
         self.horizon, self.cut, self.calibration, self.valid = float(horizon), cut, float(calibration), bool(valid)
+        if setback not in SETBACKS:
+            raise ConfigError(f"temporal: setback must be one of {', '.join(SETBACKS)}, got {setback!r}")
+        if setback == "calibrated" and self.calibration <= 0:
+            raise ConfigError("temporal: setback=calibrated sets the calibrating models back before a calibration "
+                              "window, but calibration is 0; give calibration (days) or leave setback: all")
+        self.setback = setback
         self.test_fraction, self.valid_fraction = float(test_fraction or 0.0), float(valid_fraction or 0.0)
         for key, f in (("test_fraction", self.test_fraction), ("valid_fraction", self.valid_fraction)):
             if not 0.0 <= f < 1.0:
@@ -124,14 +137,22 @@ class TemporalSplit(Split):
             vu = users_with_history(x, Tv)
             valid = states_from_events(x, vu, np.full(len(vu), Tv), np.full(len(vu), T), name="valid")
             info["valid_cut"] = Tv
-            info["valid_targets_in_train"] = bool(train_end > Tv)
             info.update(summary(valid, "valid_"))
 
+        setback_train = None
+        if calib is not None and self.setback == "calibrated":
+            setback_train = x.subset(x.time < train_end)
+            train_end = T
+            info["setback"] = "calibrated"
+            info["n_setback_train"] = len(setback_train)
+        if valid is not None:
+            info["valid_targets_in_train"] = bool(train_end > info["valid_cut"])
         train = x.subset(x.time < train_end)
         info["train_end"] = train_end
         info["n_train"] = len(train)
         info.update(summary(test))
-        return SplitData(train=train, test=test, valid=valid, calibration=calib, info=info)
+        return SplitData(train=train, test=test, valid=valid, calibration=calib, info=info,
+                         setback_train=setback_train)
 
     def split_by_fraction(self, dataset: Dataset) -> SplitData:
         """Chronological split by event counts; boundaries are times, ties go to the later part (module doc)."""
@@ -200,4 +221,7 @@ def register_splits(register):
                   low=0.0, high=1.0, nullable=True, late=True),
             Param("valid_fraction", "float", None, "with test_fraction: the events before the test part, this "
                   "fraction of all, validate (held out of train)", low=0.0, high=1.0, nullable=True, late=True),
+            Param("setback", "str", "all", "with calibration: all = every model trains before T-calibration; "
+                  "calibrated = only the models that learn from the window (RNN-HP, GCMC(*): RIM's set-back), the "
+                  "others up to T", choices=SETBACKS, late=True),
         )))
