@@ -26,7 +26,7 @@ from .evaluate import EvalRequest, ScoreSource, TaskResult
 from .model import FitContext, Model, default_device
 from .registry import Registry
 from .specs import ModelSpec
-from .splits import SplitData
+from .splits import SplitData, treat_cold_items
 from .suite import Cell
 from .tracking import CellRecord
 
@@ -67,8 +67,10 @@ def load(j: Journey) -> None:
 
 def split(j: Journey) -> None:
     cell = j.cell
-    j.split = split_dataset(j.registry, j.dataset, cell.split.name, cell.split.params, cell.seed)
+    j.split, cold = treat_cold_items(split_dataset(j.registry, j.dataset, cell.split.name, cell.split.params,
+                                                   cell.seed), j.settings.cold_items)
     j.record.params.update({f"split.info.{k}": v for k, v in j.split.info.items() if np.isscalar(v)})
+    j.record.metrics.update({f"split/{k}": v for k, v in cold.items()})
 
 
 def tune(j: Journey) -> None:

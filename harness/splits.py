@@ -9,7 +9,7 @@ Internal: plugin authors import what they need of it from `harness.plugin`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -246,3 +246,44 @@ class Split:
 
     def split(self, dataset: Dataset, seed: int) -> SplitData:
         raise NotImplementedError
+
+
+COLD_ITEMS = ("rank", "exclude")
+_COLD_EXCLUDE_CELLS = 1 << 27  # states x cold items above which leaving them out would need too large a mask
+
+
+def treat_cold_items(split: SplitData, treatment: str) -> tuple[SplitData, dict[str, float]]:
+    """Items without a training event ("cold": no model has learned anything about them) under the suite's
+    `cold_items` setting. `rank`: they stay in every ranking and as targets. `exclude`: they leave every
+    evaluation set (test, valid, calibration) as targets and as candidates (added to each state's excluded pairs),
+    and the targets lost are counted. Both ways the counts are returned, to be recorded with the cell."""
+    cold = split.train.item_counts == 0
+    n_lost = int(split.test.targets[:, cold].nnz) if cold.any() else 0
+    counts = {"cold_items": float(cold.sum()), "cold_test_targets": float(n_lost),
+              "cold_test_targets_share": n_lost / max(split.test.targets.nnz, 1)}
+    if treatment not in COLD_ITEMS:
+        raise ValueError(f"cold_items must be one of {', '.join(COLD_ITEMS)}, got {treatment!r}")
+    if treatment == "rank" or not cold.any():
+        return split, counts
+    cols = np.flatnonzero(cold)
+
+    def without_cold(ev: EvalSet | None) -> EvalSet | None:
+        if ev is None:
+            return None
+        n = ev.n_states
+        if n * len(cols) > _COLD_EXCLUDE_CELLS:
+            raise DataError(f"cold_items: exclude would mask {len(cols):,} cold items for each of {n:,} states of "
+                            f"the {ev.name} set ({n * len(cols):,} pairs); use cold_items: rank, or a split whose "
+                            "training covers the items")
+        keep = sp.diags((~cold).astype(np.float32))
+        mask = sp.csr_matrix((np.ones(n * len(cols), np.float32), np.tile(cols, n),
+                              np.arange(0, n * len(cols) + 1, len(cols))), shape=ev.targets.shape)
+        exclude = mask if ev.exclude is None else ((ev.exclude + mask) > 0).astype(np.float32).tocsr()
+        targets = (ev.targets @ keep).tocsr()
+        targets.eliminate_zeros()
+        return EvalSet(states=ev.states, targets=targets, exclude=exclude, name=ev.name,
+                       window_events=ev.window_events)
+
+    counts["cold_test_targets_lost"] = float(n_lost)
+    return replace(split, test=without_cold(split.test), valid=without_cold(split.valid),
+                   calibration=without_cold(split.calibration)), counts

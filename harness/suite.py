@@ -239,8 +239,11 @@ def build_suite(raw: dict[str, Any], registry: Registry, source: str = "<suite>"
     planners = _planners(sf.planners, tasks, registry, problems, warnings)
     settings = EvalSettings(tasks=tuple(tasks), metrics=tuple(metric_names), cutoffs=tuple(sorted(set(cutoffs))),
                             candidates=tuple(sf.candidates), exclude_seen=sf.exclude_seen,
-                            save_rankings=sf.save_rankings, budget_mib=sf.ranking.budget_mib,
+                            cold_items=sf.cold_items, save_rankings=sf.save_rankings, budget_mib=sf.ranking.budget_mib,
                             block_size=sf.ranking.block_size, planners=tuple(planners))
+    if sf.cold_items == "exclude" and not sf.exclude_seen:
+        problems.append("cold_items: exclude leaves cold items out as excluded pairs, which exclude_seen: false "
+                        "ignores; set exclude_seen: true, or cold_items: rank")
 
     model_cells: list[tuple[Component, Component | None, str | None]] = []
     given_labels: dict[int, str] = {}  # id(model component) -> the entry's `label`, for the report

@@ -178,6 +178,9 @@ class SuiteFile(_Strict):
     seeds: _listed(Seed) = Field([0], min_length=1, description="one cell per seed, each in [0, 2**32 - 1]")
     candidates: _listed(Candidates) = Field([FullCandidates()], min_length=1, description="full and/or sampled ranking")
     exclude_seen: StrictBool = Field(True, description="drop items in a state's history from its itemrec ranking")
+    cold_items: Literal["rank", "exclude"] = Field(
+        "rank", description="items without a training event: rank them like any other, or leave them out of "
+                            "rankings and targets (the targets lost are counted per cell)")
     save_rankings: StrictBool = Field(True, description="save top-K rankings and targets as Parquet artifacts")
     ranking: RankingSettings = Field(RankingSettings(), description="{budget_mib, block_size}")
     tracking: TrackingSettings = Field(TrackingSettings(), description="{tracker: mlflow, uri: ..., **params}")
@@ -315,6 +318,7 @@ class EvalSettings:
     candidates: tuple[FullCandidates | SampledCandidates, ...]
     exclude_seen: bool = True
     save_rankings: bool = True
+    cold_items: str = "rank"
     budget_mib: float = 256
     block_size: int | None = None
     planners: tuple[PlannerRun, ...] = ()
@@ -326,6 +330,8 @@ class EvalSettings:
             "tasks": list(self.tasks), "metrics": list(self.metrics), "cutoffs": list(self.cutoffs),
             "candidates": [c.model_dump() for c in self.candidates], "exclude_seen": self.exclude_seen,
             "save_rankings": self.save_rankings, "budget_mib": self.budget_mib, "block_size": self.block_size}
+        if self.cold_items != "rank":  # only then, so the suites before the setting keep their config hashes
+            out["cold_items"] = self.cold_items
         if self.planners:  # only then, so suites without planners keep their config hashes
             out["planners"] = [{"name": p.name, "params": p.params, "label": p.label} for p in self.planners]
         return out

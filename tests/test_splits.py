@@ -1,5 +1,6 @@
 """Split protocols: hand-computed toy logs, the leakage rule for every split, errors that name the fix."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness.data import Dataset, Interactions
@@ -376,3 +377,66 @@ def test_window_events_count_repeats_that_binary_targets_drop():
         prior.fit(train, FitContext(split_info={"horizon_days": 1.0}, calibration=calib))
         out.append(prior.log_intensity(states))
     assert np.allclose(out[1] - out[0], np.log(2.0), atol=0.02)
+
+
+# ------------------------------------------------------------------------------------------- cold items
+
+def test_cold_items_rank_or_exclude_counts_and_masks_what_no_model_trained_on():
+    """Items 3 and 4 have no training event; item 3 is a test target of user 0 and a validation target of user 1.
+    `rank` keeps everything and counts; `exclude` drops their targets (counted as lost) and masks them for every
+    state, so a model that scores them highest cannot put them in a top-k."""
+    from harness.evaluate import ScoreSource, evaluate_full
+    from harness.model import Model
+    from harness.splits import treat_cold_items
+    import torch
+
+    ds = make_ds([(0, 0, 1), (0, 1, 2), (1, 2, 1), (1, 1, 2), (0, 3, 5), (0, 2, 6), (1, 4, 6)], n_items=5)
+    split = TemporalSplit(horizon=3, cut=4).split(ds, 0)
+    assert set(np.flatnonzero(split.train.item_counts == 0)) == {3, 4}
+    same, counts = treat_cold_items(split, "rank")
+    assert same is split and counts == {"cold_items": 2.0, "cold_test_targets": 2.0,
+                                        "cold_test_targets_share": 2 / 3}
+    out, counts = treat_cold_items(split, "exclude")
+    assert counts["cold_test_targets_lost"] == 2.0
+    assert out.test.targets[:, [3, 4]].nnz == 0 and out.test.targets.nnz == 1        # (0, 2) is left
+    assert (out.test.exclude[:, [3, 4]].toarray() == 1).all()
+    assert split.test.targets.nnz == 3                                               # the split is not modified
+    with pytest.raises(ValueError, match="rank, exclude"):
+        treat_cold_items(split, "drop")
+
+    class ColdFirst(Model):
+        def fit(self, train, loss, ctx):
+            pass
+
+        def factors(self, states):
+            return np.ones((len(states), 1), np.float32), np.array([[1.0], [2.0], [3.0], [9.0], [8.0]], np.float32)
+
+    metrics = {"recall": Registry.load().get("metric", "recall")}
+    for sd, allowed in ((split, {3, 4}), (out, {0, 1, 2})):
+        src = ScoreSource(ColdFirst(), sd.test, 5, torch.device("cpu"))
+        res = evaluate_full("itemrec", src, sd.test, [1], metrics, sd.train.item_counts)
+        assert set(res.topk.index[:, 0]) <= allowed, (sd is out, res.topk.index)
+
+
+def test_cold_items_is_a_suite_setting_recorded_per_cell_and_reported(workdir):
+    from conftest import tiny_suite
+
+    from harness import api
+    from harness.report.markdown import cold_items_md
+    from harness.suite import load_suite
+
+    suite = tiny_suite(models=[{"name": "item_pop"}], cold_items="exclude", tasks=["itemrec"], metrics=["ndcg"],
+                       cutoffs=[5], split={"name": "temporal", "horizon": 25})   # a long window: new items in it
+    frame = api.run(suite)
+    row = frame.iloc[0]
+    assert row["status"] == "FINISHED" and row["metrics.split/cold_items"] > 0
+    assert row["metrics.split/cold_test_targets_lost"] == row["metrics.split/cold_test_targets"] > 0
+    frame["_dataset"] = "synthetic"
+    assert "left out of rankings and targets" in "\n".join(cold_items_md(frame))
+    ranked = api.run({**suite, "cold_items": "rank"}).iloc[0]
+    assert "metrics.split/cold_test_targets_lost" not in ranked or pd.isna(ranked["metrics.split/cold_test_targets_lost"])
+    assert ranked["metrics.split/cold_test_targets"] == row["metrics.split/cold_test_targets"]
+    with pytest.raises(ConfigError, match="cold_items"):
+        load_suite({**suite, "cold_items": "drop"}, Registry.load())
+    with pytest.raises(ConfigError, match="exclude_seen: true, or cold_items: rank"):
+        load_suite({**suite, "exclude_seen": False}, Registry.load())

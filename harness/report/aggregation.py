@@ -20,9 +20,9 @@ import pandas as pd
 
 from ..tracking import Tracker
 
-# logged while fitting (training curves, early-stopping validation, timings, a tuned cell's study): plotted, never a
-# results table
-CURVE_PREFIXES = ("train/", "time/", "valid/", "tune/")
+# logged while fitting (training curves, early-stopping validation, timings, a tuned cell's study) or describing the
+# split (its cold items): plotted or listed, never a results table
+CURVE_PREFIXES = ("train/", "time/", "valid/", "tune/", "split/")
 TRUTH = "truth"
 RESULT_COLUMNS = ["task", "method", "dataset", "metric", "mean", "std", "n_seeds"]
 LONG_COLUMNS = ["task", "method", "dataset", "metric", "seed", "value", "run_id", "direction"]

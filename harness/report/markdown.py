@@ -165,6 +165,7 @@ def cells_md(df: pd.DataFrame, tracker: Tracker) -> str:
         name = r.get("run_name") if pd.notna(r.get("run_name")) else r.get("config_hash")
         rows.append([name, r["status"], _seconds(r.get("wall_time"))] + [_seconds(r.get(col)) for _, col in timings])
     out.append(md_table(header, rows, ["---", "---"] + ["--:"] * (len(header) - 2)) + "\n")
+    out += cold_items_md(df)
     skipped = df[df["status"] == "SKIPPED"]
     if len(skipped):
         out.append("### Skipped cells\n")
@@ -177,6 +178,22 @@ def cells_md(df: pd.DataFrame, tracker: Tracker) -> str:
         for _, r in failed.iterrows():
             out.append(f"- {r.get('run_name')}:\n\n```\n{error_excerpt(tracker, r)}\n```\n")
     return "\n".join(out)
+
+
+def cold_items_md(df: pd.DataFrame) -> list[str]:
+    """Per dataset and split, the items without a training event and the test targets on them (mean over the cells),
+    and whether the suite ranked them (`cold_items: rank`) or left them out, losing those targets (`exclude`)."""
+    col = "metrics.split/cold_test_targets"
+    if col not in df or df[col].isna().all():
+        return []
+    lost = df.get("metrics.split/cold_test_targets_lost")
+    out = ["Items without a training event (`cold_items`), mean over the cells:\n"]
+    for (ds, split), g in df[df[col].notna()].groupby(["_dataset", "params.split"], sort=True):
+        excluded = lost is not None and lost[g.index].notna().any()
+        out.append(f"- {ds} · {split}: {g['metrics.split/cold_items'].mean():.0f} cold items, "
+                   f"{g[col].mean():.0f} test targets on them ({100 * g['metrics.split/cold_test_targets_share'].mean():.1f}%), "
+                   + ("left out of rankings and targets (those targets are lost)" if excluded else "ranked"))
+    return out + [""]
 
 
 def nothing_to_report(tracker: Tracker, suite: str, configs: Iterable[str] | None, md: Path) -> str:
