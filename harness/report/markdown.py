@@ -190,8 +190,9 @@ def cold_items_md(df: pd.DataFrame) -> list[str]:
     out = ["Items without a training event (`cold_items`), mean over the cells:\n"]
     for (ds, split), g in df[df[col].notna()].groupby(["_dataset", "params.split"], sort=True):
         excluded = lost is not None and lost[g.index].notna().any()
+        share = 100 * g["metrics.split/cold_test_targets_share"].mean()
         out.append(f"- {ds} · {split}: {g['metrics.split/cold_items'].mean():.0f} cold items, "
-                   f"{g[col].mean():.0f} test targets on them ({100 * g['metrics.split/cold_test_targets_share'].mean():.1f}%), "
+                   f"{g[col].mean():.0f} test targets on them ({share:.1f}%), "
                    + ("left out of rankings and targets (those targets are lost)" if excluded else "ranked"))
     return out + [""]
 
