@@ -175,3 +175,59 @@ def test_tables_one_and_two_optima_across_seeds(reg, seed):
     res = _fit_all(reg, list(OPTIMUM), seed, dict(n_users=600, n_items=150, days=60.0),
                    dict(epochs=4, max_len=20, batch_size=256, lr=0.005, tau=0.2))
     _check_optima(res)
+
+
+# ------------------------------------------------------------------------------------------- dataset D
+
+def _d_pairs(n_days=3):
+    # user 0 buys items 1, 2, 3 on days 0, 2, 5; user 1 buys item 4 on day 1 (time unit: days)
+    user, item, time = np.array([0, 0, 0, 1]), np.array([1, 2, 3, 4]), np.array([0.0, 2.5, 5.2, 1.0])
+    return two_tower.PseudoUserPairs(user, item, time, n_users=2, per_day=1.0, n_days=n_days, max_len=4, bos=5,
+                                     pad=6)
+
+
+def test_dataset_d_pairs_each_event_with_the_pseudo_users_of_its_n_days_hand_computed():
+    """UniMatch Sec. III-A: (x_{u,t}, i) for every day t with i bought in [t, t + n). With n = 3: the day-0 event
+    pairs with t = 0 only (no earlier day), the day-2 one with t = 0, 1, 2, the day-5 one with t = 3, 4, 5, user 1's
+    day-1 event with t = 0, 1: 9 pairs."""
+    d = _d_pairs()
+    assert d.rows.tolist() == [1, 3, 3, 2] and d.size == 9
+    seq, lengths, log_pu = d.states(np.array([2, 1, 3]), np.array([3, 0, 1]))
+    assert seq[0, :2].tolist() == [1, 2] and lengths.tolist() == [2, 1, 1]   # events before day 3: items 1, 2
+    assert seq[1, 0] == 5 and seq[2, 0] == 5                                 # nothing before day 0 / 1: BOS
+    # the pseudo-user's marginal in D: its items in [t, t + 3): day 3 -> {3}, day 0 -> {1, 2}, user 1 day 1 -> {4}
+    np.testing.assert_allclose(np.exp(log_pu) * 9, [1, 2, 1])
+    np.testing.assert_allclose(np.exp(d.item_log_marginal(5)) * 9, [1, 1, 3, 3, 2])  # item 0 floored at 1
+    assert d.windows(None) == [(0, 5)] and d.windows(2) == [(0, 1), (2, 3), (4, 5)]
+
+
+def test_dataset_d_draws_are_uniform_over_its_pairs_within_a_window():
+    d = _d_pairs()
+    rng = np.random.default_rng(0)
+    draws = [d.draw(0, 5, rng) for _ in range(3000)]
+    assert all(len(ev) == 3 for ev, _ in draws)                             # |D| / n = 9 / 3 pairs per epoch
+    ev = np.concatenate([e for e, _ in draws])
+    day = np.concatenate([t for _, t in draws])
+    assert ((day >= d.lo[ev]) & (day <= d.hi[ev])).all()
+    freq = np.unique(ev * 10 + day, return_counts=True)[1] / len(ev)
+    assert len(freq) == 9 and np.abs(freq - 1 / 9).max() < 0.015
+    ev, day = d.draw(2, 3, rng)                                              # days 2-3: (1, 2), (2, 3)
+    assert set(zip(ev.tolist(), day.tolist(), strict=True)) <= {(1, 2), (2, 3)}
+
+
+def test_two_tower_trains_on_dataset_d_incrementally_and_ranks(workdir):
+    """A suite of window pairs, shuffled and window by window, with in-batch and paired losses, runs; a bad `pairs` value
+    is refused with its choices (the timing of the suite is the rerun of suites/unimatch.yaml)."""
+    reg = Registry.load()
+    suite = tiny_suite(split={"name": "next_n_day", "n": 7}, tasks=["itemrec", "userrec"], metrics=["ndcg"],
+                       cutoffs=[5], models=[
+                           {"name": "two_tower", "pairs": "window", "epochs": 2, "label": "D"},
+                           {"name": "two_tower", "pairs": "window", "incremental": True, "window_days": 10,
+                            "epochs": 2, "label": "D incremental"},
+                           {"name": "two_tower", "pairs": "window", "loss": {"name": "bce_neg", "negatives": "user"},
+                            "epochs": 1, "label": "D bce user"}])
+    frame = api.run(suite, registry=reg)
+    assert (frame.status == "FINISHED").all(), frame[["status", "error"]].to_dict("records")
+    assert (frame["metrics.itemrec/ndcg_5"] > 0).all()
+    with pytest.raises(ConfigError, match="pairs=.days. is not one of"):
+        reg.create("model", "two_tower", pairs="days")
