@@ -216,7 +216,7 @@ def test_dataset_d_draws_are_uniform_over_its_pairs_within_a_window():
 
 
 def test_two_tower_trains_on_dataset_d_incrementally_and_ranks(workdir):
-    """A suite of window pairs, shuffled and window by window, with in-batch and paired losses, runs; a bad `pairs` value
+    """Window pairs, shuffled and window by window, with in-batch and paired losses, run; a bad `pairs` value
     is refused with its choices (the timing of the suite is the rerun of suites/unimatch.yaml)."""
     reg = Registry.load()
     suite = tiny_suite(split={"name": "next_n_day", "n": 7}, tasks=["itemrec", "userrec"], metrics=["ndcg"],
