@@ -138,14 +138,25 @@ class TuneBlock(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     params: dict[StrictStr, Distribution] = Field(min_length=1, description="parameter -> its search space")
     trials: StrictInt = Field(20, gt=0, description="the number of finished trials the study runs")
-    metric: StrictStr = Field(min_length=1, description="the objective, <task>/<metric>_<K> (e.g. itemrec/ndcg_10), "
-                                                        "measured on the split's validation set")
+    metric: StrictStr | list[StrictStr] = Field(
+        min_length=1, description="the objective, <task>/<metric>_<K> (e.g. itemrec/ndcg_10), measured on the split's "
+                                  "validation set; a list: their mean (e.g. UniMatch's AVG of IR and UT)")
     sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna's sampler")
     pruner: Literal["none", "median"] = Field("none", description="stop trials whose validation curve lags "
                                                                   "the median")
     parallel: StrictInt = Field(1, ge=1, le=256, description="trials run at once on the executor's workers (the "
                                 "cell's and parallel − 1 helpers'); how the study runs, not what it searches, so "
                                 "it is not part of the cell's configuration")
+
+    @property
+    def metrics(self) -> list[str]:
+        """The objective's metrics (one, or the several whose mean it is)."""
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    @property
+    def objective(self) -> str:
+        """The objective's name: the metric, or `mean(a, b)`."""
+        return self.metric if isinstance(self.metric, str) else f"mean({', '.join(self.metric)})"
 
     def as_config(self) -> dict[str, Any]:
         """What enters the cell's configuration hash."""
@@ -261,14 +272,19 @@ def tune_problems(block: TuneBlock, spec, comps: list, given: dict[str, Any], sp
                        "(temporal: valid: true, funnel: valid_days: N, or use leave_one_out)")
     served = set.union(*(spec.serves(c.params) for c in comps)) if comps else set(spec.tasks)
     produced = objectives(settings, served, registry)
-    if block.metric not in produced:
-        task = block.metric.split("/", 1)[0]
-        why = (" (the ctr task has no validation impressions: tune on a ranking task)" if task == "ctr" else "")
-        out.append(f"{where}: metric {block.metric!r} is not produced by this suite's evaluation of {spec.name!r}"
-                   f"{why}{did_you_mean(block.metric, sorted(produced))}")
-    elif produced[block.metric] == 0:
-        out.append(f"{where}: metric {block.metric!r} is descriptive (neither higher nor lower is better); "
-                   "tune on a metric with a direction")
+    for metric in block.metrics:
+        if metric not in produced:
+            task = metric.split("/", 1)[0]
+            why = (" (the ctr task has no validation impressions: tune on a ranking task)" if task == "ctr" else "")
+            out.append(f"{where}: metric {metric!r} is not produced by this suite's evaluation of {spec.name!r}"
+                       f"{why}{did_you_mean(metric, sorted(produced))}")
+        elif produced[metric] == 0:
+            out.append(f"{where}: metric {metric!r} is descriptive (neither higher nor lower is better); "
+                       "tune on a metric with a direction")
+    senses = {produced[m] for m in block.metrics if produced.get(m)}
+    if len(senses) > 1:
+        out.append(f"{where}: the metrics of {block.objective} do not share a direction (some are better higher, "
+                   "some lower), so their mean is no objective; tune on metrics of one direction")
     return out
 
 
@@ -387,7 +403,7 @@ def _open_study(j: "Journey"):
     block: TuneBlock = cell.model.tune
     optuna = _optuna()
     sense = objectives(j.settings, j.registry.get("model", cell.model.name).serves(cell.model.params),
-                       j.registry)[block.metric]
+                       j.registry)[block.metrics[0]]
     store = storage(cell.study_storage, heartbeat=_parallel(cell))
     kw = dict(study_name=cell.config_hash, direction="maximize" if sense > 0 else "minimize",
               pruner=optuna.pruners.MedianPruner() if block.pruner == "median" else optuna.pruners.NopPruner())
@@ -452,12 +468,13 @@ def run_study(j: "Journey") -> None:
     rec.metrics.update({"tune/trials": float(len(trials)), "tune/complete": float(states.count("COMPLETE")),
                         "tune/pruned": float(states.count("PRUNED")), "tune/failed": float(states.count("FAIL")),
                         "tune/resumed": float(resumed), "time/tune_s": time.time() - t0})
-    rec.params.update({"tune.metric": block.metric, "tune.sampler": block.sampler, "tune.pruner": block.pruner,
+    rec.params.update({"tune.metric": block.objective, "tune.sampler": block.sampler, "tune.pruner": block.pruner,
                        "tune.budget": block.budget(), "tune.storage": cell.study_storage or "memory",
                        "tune.parallel": block.parallel if _parallel(cell) else 1})
     if block.pruner != "none" and trials and not any(t.intermediate_values for t in trials):
         rec.tags["matchbench.tune_note"] = (f"pruner {block.pruner}: the model logged no per-epoch validation curve "
-                                            f"(valid/{block.metric.split('/', 1)[1]}), so no trial could be pruned")
+                                            f"(valid/{block.metrics[0].split('/', 1)[1]}), so no trial could be "
+                                            "pruned")
     done = [t for t in trials if t.state.name == "COMPLETE"]
     rec.curves["tune/trial_value"] = [(t.number, float(t.value)) for t in done]
     best_so_far, best = [], None
@@ -491,7 +508,7 @@ class Objective:
         self.split = replace(split, test=split.valid, test_impressions=None, test_funnel=None)
         # the curve the pruner reads: the model's per-epoch `valid/<metric>_<K>`; where a model logs only the
         # early-stopping curve every built-in logs, valid/ndcg_10, that one stands in for a metric to maximise
-        self.curve = f"valid/{block.metric.split('/', 1)[1]}"
+        self.curve = f"valid/{block.metrics[0].split('/', 1)[1]}"
         self.fallback = "valid/ndcg_10" if sense > 0 else None
 
     def __call__(self, trial) -> float:
@@ -521,7 +538,7 @@ class Objective:
             fit(sub)
             value = self._validate(sub, requests)
             if not math.isfinite(value):
-                raise ValueError(f"{block.metric} is {value} on the validation set")
+                raise ValueError(f"{block.objective} is {value} on the validation set")
         except Exception as exc:
             import optuna
 
@@ -535,22 +552,23 @@ class Objective:
         return value
 
     def _validate(self, sub, requests) -> float:
-        """The block's metric (and the other metrics of its task and protocol) on the validation set."""
+        """The block's objective (and the other metrics of its tasks and protocols) on the validation set."""
         from .cache import param_hash
         from .evaluate import ScoreSource
 
-        cell, prefix = sub.cell, self.block.metric.split("/", 1)[0]
+        cell, prefixes = sub.cell, {m.split("/", 1)[0] for m in self.block.metrics}
         t0 = time.time()
         source = ScoreSource(sub.model, self.split.test, self.split.n_items, sub.device)
         for req in requests(sub):
-            if req.prefix != prefix:
+            if req.prefix not in prefixes:
                 continue
             key = "-".join([sub.dataset.fingerprint, cell.split.name, param_hash(cell.split.params), str(cell.seed),
                             req.task, str(req.negatives), req.weighting, "valid"])
             res = req.run(source, self.split.test, self.split.train.item_counts, cell.seed, key)
             sub.record.metrics.update({f"valid/{req.prefix}/{k}": v for k, v in res.metrics.items()})
         sub.record.metrics["time/eval_s"] = time.time() - t0
-        return float(sub.record.metrics[f"valid/{self.block.metric}"])
+        values = [float(sub.record.metrics[f"valid/{m}"]) for m in self.block.metrics]
+        return math.fsum(values) / len(values)
 
 
 def _curves(rec: CellRecord) -> dict[str, list]:

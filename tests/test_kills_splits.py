@@ -526,7 +526,8 @@ def ref_next_n_day(raw, n, n_cuts, min_count):
     info = {"windows": "; ".join(windows), "test_cuts": ",".join(f"{t:g}" for t in cuts), "cut": earliest,
             "last_cut": cuts[-1], "n_days": float(n), "n_cuts": n_cuts,
             "valid_cut": tv if valid is not None else float("nan"), "n_events_after_min_count": len(x),
-            "n_events_removed_by_min_count": len(raw) - len(x), "n_train": len(train)}
+            "n_events_removed_by_min_count": len(raw) - len(x), "n_train": len(train), "train_end": earliest,
+            "valid_targets_in_train": valid is not None}
     info.update(ref_summary(test))
     info.update(ref_summary(valid, "valid_"))
     return train, test, valid, info, x

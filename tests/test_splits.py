@@ -441,3 +441,23 @@ def test_cold_items_is_a_suite_setting_recorded_per_cell_and_reported(workdir):
         load_suite({**suite, "cold_items": "drop"}, Registry.load())
     with pytest.raises(ConfigError, match="exclude_seen: true, or cold_items: rank"):
         load_suite({**suite, "exclude_seen": False}, Registry.load())
+
+
+@pytest.mark.parametrize("scope", ["part", "all"])
+def test_next_n_day_validation_window_is_trained_on_unless_held_out(scope):
+    """The paper's validation window (T-2, T-1] is its last training month: flagged, so a study refuses to choose on
+    it (harness.preflight.check_tunable); `held_out_valid` ends training at the validation cut."""
+    from harness.preflight import check_tunable
+
+    ds = random_ds(n=3000, days=100.0, unit="day")
+    paper = NextNDaySplit(n=20, min_count=1, min_count_scope=scope).split(ds, 0)
+    held = NextNDaySplit(n=20, min_count=1, min_count_scope=scope, held_out_valid=True).split(ds, 0)
+    assert paper.info["valid_targets_in_train"] and not held.info["valid_targets_in_train"]
+    assert paper.train.time.max() >= paper.info["valid_cut"] > held.train.time.max()
+    assert held.info["train_end"] == held.info["valid_cut"] == paper.info["cut"] - 20
+    np.testing.assert_array_equal(held.valid.targets.toarray(), paper.valid.targets.toarray())
+    with pytest.raises(DataError, match="memorising"):
+        check_tunable(paper)
+    check_tunable(held)
+    with pytest.raises(DataError, match="held_out_valid"):
+        NextNDaySplit(n=60, min_count=1, min_count_scope=scope, held_out_valid=True).split(ds, 0)

@@ -426,3 +426,18 @@ def test_a_bad_block_exits_2_from_the_cli(workdir, capsys):
     assert main(["run", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "no validation set" in err and "has no parameter 'lrr'" in err
+
+
+def test_an_objective_of_several_metrics_is_their_mean(reg):
+    """UniMatch tunes for the average of IR and UT: `metric: [a, b]` maximises the mean of the two validation
+    values (each trial's value is exactly that mean); a metric the suite does not produce is named."""
+    rec = run_cell(only_cell(knob_suite({"metric": ["itemrec/ndcg_40", "itemrec/recall_10"], "trials": 6,
+                                         "sampler": "random"}), reg), reg)
+    assert rec.status == "FINISHED", rec.error
+    assert rec.params["tune.metric"] == "mean(itemrec/ndcg_40, itemrec/recall_10)"
+    for t in rec.trials:
+        both = (t.metrics["valid/itemrec/ndcg_40"] + t.metrics["valid/itemrec/recall_10"]) / 2
+        assert math.isclose(t.metrics["tune/value"], both), t.metrics
+    assert rec.metrics["tune/best_value"] == max(t.metrics["tune/value"] for t in rec.trials)
+    with pytest.raises(ConfigError, match="metric 'itemrec/ndcg_50' is not produced"):
+        build_suite(knob_suite({"metric": ["itemrec/ndcg_40", "itemrec/ndcg_50"]}), reg)

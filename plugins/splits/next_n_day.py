@@ -12,8 +12,10 @@
    (user, t_k, events before t_k), targets = items in [t_k, t_k + n). The latest window reaches the
    last event and includes it. A user can appear once per cut.
 3. Train = events before the earliest test cut t_K. Validation = the previous window: cut
-   t_K - n, targets in [t_K - n, t_K) — these are the last training window, so use the validation
-   set for early stopping / model selection, knowing its targets were trained on.
+   t_K - n, targets in [t_K - n, t_K) — these are the last training window (the paper's protocol: train
+   (0, T-1], validation (T-2, T-1]), so use the validation set for early stopping knowing its targets were
+   trained on (`info["valid_targets_in_train"]`: a `tune:` block refuses such a split). `held_out_valid: true`
+   ends training at t_K - n instead, so the validation window is held out (what a study needs to choose on).
 States without a target are kept and counted (`n_states_without_target`). `info["windows"]` spells
 out the train / valid / test windows.
 """
@@ -65,8 +67,10 @@ def core_mask(x: Interactions, rows: np.ndarray, min_count: int) -> np.ndarray:
 
 
 class NextNDaySplit(Split):
-    def __init__(self, n: float = 30.0, n_cuts: int = 1, min_count: int = 3, min_count_scope: str = "part"):
+    def __init__(self, n: float = 30.0, n_cuts: int = 1, min_count: int = 3, min_count_scope: str = "part",
+                 held_out_valid: bool = False):
         self.n, self.n_cuts, self.min_count = float(n), int(n_cuts), int(min_count)
+        self.held_out_valid = bool(held_out_valid)
         if min_count_scope not in SCOPES:
             raise ConfigError(f"next_n_day: min_count_scope must be one of {', '.join(SCOPES)}, got "
                               f"{min_count_scope!r}")
@@ -91,10 +95,11 @@ class NextNDaySplit(Split):
         test = parts[0] if len(parts) == 1 else concat_sets(parts, "test")
         require_nonempty(test, f"next_n_day (n={self.n:g} days, n_cuts={self.n_cuts})")
 
-        train = x.subset(x.time < earliest)
-        windows = [f"train: [{t_min:g}, {earliest:g})"]
-        valid = None
         tv = earliest - w
+        train_end = self._train_end(earliest, tv, t_min)
+        train = x.subset(x.time < train_end)
+        windows = [f"train: [{t_min:g}, {train_end:g})"]
+        valid = None
         if tv > t_min:
             vu = users_with_history(x, tv)
             valid = states_from_events(x, vu, np.full(len(vu), tv), np.full(len(vu), earliest), name="valid")
@@ -107,10 +112,20 @@ class NextNDaySplit(Split):
                 "cut": earliest, "last_cut": float(cuts[0]), "n_days": self.n, "n_cuts": self.n_cuts,
                 "valid_cut": tv if valid is not None else float("nan"),
                 "n_events_after_min_count": len(x), "n_events_removed_by_min_count": len(raw) - len(x),
-                "n_train": len(train)}
+                "n_train": len(train), "train_end": train_end,
+                "valid_targets_in_train": valid is not None and train_end > tv}
         info.update(summary(test))
         info.update(summary(valid, "valid_"))
         return SplitData(train=train, test=test, valid=valid, info=info)
+
+    def _train_end(self, earliest: float, tv: float, t_min: float) -> float:
+        """Where training stops: the earliest test cut, or the validation cut when the window is held out."""
+        if not self.held_out_valid:
+            return earliest
+        if tv <= t_min:
+            raise DataError(f"next_n_day: held_out_valid needs a validation window [{tv:g}, {earliest:g}) after the "
+                            f"first event (t={t_min:g}), leaving something to train on; lower n or n_cuts")
+        return tv
 
     def _cuts(self, t_min: float, t_max: float, per_day: float) -> tuple[float, np.ndarray, float]:
         """(window length, the test cuts latest first, the earliest cut), refusing cuts that leave no training."""
@@ -128,10 +143,11 @@ class NextNDaySplit(Split):
         window's events on their own; histories from every event before the cut."""
         t_min, t_max = time_bounds(raw, "next_n_day")
         w, cuts, earliest = self._cuts(t_min, t_max, raw.per_day)
-        train_rows = core_mask(raw, raw.time < earliest, self.min_count)
+        train_end = self._train_end(earliest, earliest - w, t_min)
+        train_rows = core_mask(raw, raw.time < train_end, self.min_count)
         if not train_rows.any():
             raise DataError(f"next_n_day: min_count={self.min_count} removed every training event (no user and "
-                            f"item both have {self.min_count}+ events before {earliest:g}); lower min_count")
+                            f"item both have {self.min_count}+ events before {train_end:g}); lower min_count")
         train = raw.subset(train_rows)
 
         kept_in_test: list[int] = []
@@ -149,7 +165,7 @@ class NextNDaySplit(Split):
         test = parts[0] if len(parts) == 1 else concat_sets(parts, "test")
         require_nonempty(test, f"next_n_day (n={self.n:g} days, n_cuts={self.n_cuts}, min_count={self.min_count} "
                                "within the test window)")
-        windows = [f"train: [{t_min:g}, {earliest:g})"]
+        windows = [f"train: [{t_min:g}, {train_end:g})"]
         tv = earliest - w
         valid = window(tv, earliest, "valid") if tv > t_min else None
         if valid is not None and valid.targets.nnz == 0:
@@ -162,7 +178,8 @@ class NextNDaySplit(Split):
                 "cut": earliest, "last_cut": float(cuts[0]), "n_days": self.n, "n_cuts": self.n_cuts,
                 "valid_cut": tv if valid is not None else float("nan"), "min_count_scope": "part",
                 "n_events_after_min_count": kept,
-                "n_events_removed_by_min_count": len(raw) - kept, "n_train": len(train)}
+                "n_events_removed_by_min_count": len(raw) - kept, "n_train": len(train), "train_end": train_end,
+                "valid_targets_in_train": valid is not None and train_end > tv}
         info.update(summary(test))
         info.update(summary(valid, "valid_"))
         return SplitData(train=train, test=test, valid=valid, info=info)
@@ -180,4 +197,7 @@ def register_splits(register):
             Param("min_count_scope", "str", "part", "part: the min_count core of the training events and of each "
                   "window's on their own (UniMatch's); all: one core over the whole log, test window included",
                   choices=SCOPES),
+            Param("held_out_valid", "bool", False, "end training at the validation cut, holding its window out (for "
+                  "a tune: block); default: the paper's, the validation window is the last training window",
+                  late=True),
         )))
