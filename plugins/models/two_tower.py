@@ -212,12 +212,22 @@ class TwoTower(Model):
         self.bos, self.pad = n_items, n_items + 1
         self.net = UserTower(n_items, self.dim, self.max_len, self.extractor, self.aggregator,
                              train.n_users if self.user_id else 0).to(dev)
-        user, item, time, seq, lengths = training_sequences(train, self.max_len, self.bos, self.pad)
-        n = len(user)
-        log_pu_all = torch.as_tensor(np.log(np.maximum(train.user_counts, 1) / n), dtype=torch.float32, device=dev)
-        log_pi_all = torch.as_tensor(np.log(np.maximum(train.item_counts, 1) / n), dtype=torch.float32, device=dev)
-        t_seq, t_len = torch.as_tensor(seq, device=dev), torch.as_tensor(lengths, device=dev)
-        t_user, t_item = torch.as_tensor(user, device=dev), torch.as_tensor(item, device=dev)
+        n = len(train)
+        if self.pairs == "event":  # every event's history, once: the pairs are these
+            user, item, time, seq, lengths = training_sequences(train, self.max_len, self.bos, self.pad)
+            log_pu_all = torch.as_tensor(np.log(np.maximum(train.user_counts, 1) / n), dtype=torch.float32,
+                                         device=dev)
+            log_pi_all = torch.as_tensor(np.log(np.maximum(train.item_counts, 1) / n), dtype=torch.float32,
+                                         device=dev)
+            t_seq, t_len = torch.as_tensor(seq, device=dev), torch.as_tensor(lengths, device=dev)
+            t_user, t_item = torch.as_tensor(user, device=dev), torch.as_tensor(item, device=dev)
+        else:  # dataset D: histories are drawn per batch, the marginals are D's
+            order = train.order
+            user, item, time = train.user[order], train.item[order], train.time[order]
+            n_days = self.pair_days or ctx.split_info.get("n_days") or ctx.split_info.get("horizon_days") or 30.0
+            dpairs = PseudoUserPairs(user, item, time, train.n_users, train.per_day, float(n_days), self.max_len,
+                                     self.bos, self.pad)
+            log_pi_all = torch.as_tensor(dpairs.item_log_marginal(n_items), dtype=torch.float32, device=dev)
         plan = loss.plan(train.user_counts, train.item_counts) if contract == "sampled" else None
         if plan is not None:
             q_item = torch.as_tensor(plan.q_item, dtype=torch.float32)
@@ -228,11 +238,6 @@ class TwoTower(Model):
                 ucount = torch.as_tensor(train.user_counts, device=dev)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         rng = np.random.default_rng(ctx.seed)
-        if self.pairs == "window":
-            n_days = self.pair_days or ctx.split_info.get("n_days") or ctx.split_info.get("horizon_days") or 30.0
-            dpairs = PseudoUserPairs(user, item, time, train.n_users, train.per_day, float(n_days), self.max_len,
-                                     self.bos, self.pad)
-            log_pi_all = torch.as_tensor(dpairs.item_log_marginal(n_items), dtype=torch.float32, device=dev)
 
         def as_dev(*arrays):
             return [torch.as_tensor(x, device=dev) for x in arrays]
