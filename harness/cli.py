@@ -46,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--format", choices=["table", "md", "csv", "json"], default="table")
     ck.add_argument("--out", default=None, help="write the markdown to this file (e.g. reports/claims.md)")
     ck.add_argument("--tracking-uri", default=None)
+    ex = sub.add_parser("export", help="write a suite's tracked results to a folder (results/<suite>): params, "
+                                       "metrics, curves, per-query values; `import` reads it into any store")
+    ex.add_argument("suite")
+    ex.add_argument("--out", default=None, metavar="DIR", help="the archive's folder (default results/<suite>)")
+    ex.add_argument("--tracking-uri", default=None)
+    im = sub.add_parser("import", help="record an archive written by `export` in the tracking store (cells the "
+                                       "store already has FINISHED are left alone)")
+    im.add_argument("suite")
+    im.add_argument("--from", dest="source", default=None, metavar="DIR",
+                    help="the archive's folder (default results/<suite>)")
+    im.add_argument("--tracking-uri", default=None)
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the same store")
     ui.add_argument("--tracking-uri", default="sqlite:///mlruns.db")
     ui.add_argument("--port", type=int, default=5000)
@@ -520,6 +531,46 @@ _STORE_SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mss
 CONNECT_TIMEOUT_S = 3.0
 
 
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from . import api
+    from .archive import default_folder, export_suite
+    from .registry import Registry
+    from .runner import make_tracker
+
+    reg = Registry.load()
+    s = api.suite(args.suite, reg)
+    check_tracking(reg, s, args.tracking_uri)
+    folder = Path(args.out) if args.out else default_folder(s.name)
+    _check_out(folder.parent, "--out")
+    n = export_suite(make_tracker(reg, s, args.tracking_uri), s, folder)
+    extra = "".join([f"; {n['not_in_grid']} record(s) of configurations no longer in the suite left out"
+                     if n["not_in_grid"] else "",
+                     f"; {n['tuned']} tuned cell(s): their trials are not archived" if n["tuned"] else ""])
+    print(f"{folder}: {n['cells']} cell(s) of suite {s.name!r}{extra}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from pathlib import Path
+
+    from . import api
+    from .archive import default_folder, import_archive
+    from .registry import Registry
+    from .runner import make_tracker
+
+    reg = Registry.load()
+    s = api.suite(args.suite, reg)
+    check_tracking(reg, s, args.tracking_uri)
+    folder = Path(args.source) if args.source else default_folder(s.name)
+    n = import_archive(make_tracker(reg, s, args.tracking_uri), s, folder)
+    extra = (f"; {n['not_in_grid']} archived cell(s) are not in the suite's current grid (reports leave them out)"
+             if n["not_in_grid"] else "")
+    print(f"{folder}: {n['imported']} cell(s) imported, {n['already']} already FINISHED in the store{extra}")
+    return 0
+
+
 def tracking_uri_problem(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
     """Why an MLflow tracking URI cannot work, or None; checked before a run starts so that a mistyped URI is one
     message instead of a traceback, an empty store created somewhere, or a hang. sqlite: the database's folder
@@ -586,7 +637,8 @@ def check_tracking(registry, suite, uri: str | None) -> None:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "results": cmd_results, "ui": cmd_ui,
-            "datasets": cmd_datasets, "server": cmd_server, "check": cmd_check}
+            "datasets": cmd_datasets, "server": cmd_server, "check": cmd_check,
+            "export": cmd_export, "import": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:
