@@ -175,3 +175,41 @@ def test_both_beat_item_pop_on_a_world_with_strong_first_order_transitions(reg):
     # measured: item_pop .081; nextitnet .378; gru4rec cross_entropy .400, bpr_max .331, top1_max .345
     for key in ("nextitnet",) + g4r.LOSSES:
         assert got[key] > 2 * got["item_pop"], got
+
+
+def _logq_reference(s_all, y, cand, shift, exclude_copies):
+    """Per row: −log softmax over the columns (score of column c: s[row, cand[c]] − shift[c]) at the row's own
+    column; with exclude_copies the other columns holding the row's target item are dropped."""
+    out = []
+    for i in range(len(y)):
+        cols = [c for c in range(len(cand)) if c == i or not (exclude_copies and cand[c] == y[i])]
+        z = [s_all[i, cand[c]] - shift[c] for c in cols]
+        out.append(-(z[cols.index(i)] - math.log(sum(math.exp(v) for v in z))))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("exclude_copies", [True, False])
+def test_logq_corrected_cross_entropy_matches_a_hand_computation_on_both_paths(exclude_copies):
+    torch.manual_seed(0)
+    m = g4r.GRU4Rec(hidden=4, logq=1.0, sample_alpha=0.5, exclude_copies=exclude_copies)
+    m.net = g4r.GRU4RecNet(5, 4, 1, 0.0, 0.0)
+    m.log_count = torch.tensor([5.0, 1.0, 2.0, 9.0, 3.0]).log()
+    o = torch.randn(3, 4)
+    y, extra = torch.tensor([3, 0, 3]), torch.tensor([3, 1, 1, 4])        # a copy of a target among the samples
+    cand = torch.cat([y, extra])
+    shift = m.logq_shift(y, extra)
+    want_shift = torch.cat([m.log_count[y], 0.5 * m.log_count[extra]])
+    assert torch.allclose(shift, want_shift)
+    s_all = (o @ m.net.W.T + m.net.b).detach().numpy()
+    ref = _logq_reference(s_all, y.tolist(), cand.tolist(), shift.tolist(), exclude_copies)
+    fast = m.cross_entropy_all(o, y, cand, shift).detach().numpy()
+    r = m.net.scores(o, cand) - shift[None, :]
+    rows = m.row_loss(r, cand[None, :] == y[:, None] if exclude_copies else None).detach().numpy()
+    np.testing.assert_allclose(fast, ref, rtol=1e-5)
+    np.testing.assert_allclose(rows, ref, rtol=1e-5)
+    plain = m.cross_entropy_all(o, y, cand).detach().numpy()     # no correction: a different loss
+    assert np.abs(plain - ref).max() > 1e-3
+    np.testing.assert_allclose(plain, _logq_reference(s_all, y.tolist(), cand.tolist(), [0.0] * len(cand),
+                                                      exclude_copies), rtol=1e-5)
+    m.logq = 0.0
+    assert m.logq_shift(y, extra) is None

@@ -18,7 +18,8 @@ skipped). Training, as the authors' code does it:
 - the authors' defaults otherwise: one GRU layer of 100 units, input embedding tied to the output item vectors
   ("constrained embedding": both are W_y, so d = hidden), item bias b_y, per-gate Glorot-uniform initialisation,
   Adagrad with optional momentum (updates only the item rows a step touched, as their IndexedAdagradM), lr 0.05,
-  n_sample 2048, loss cross_entropy, bpreg 1.0, dropout 0 on hidden states. Not taken: their logQ correction.
+  n_sample 2048, loss cross_entropy, bpreg 1.0, dropout 0 on hidden states; their logQ correction of cross-entropy
+  (`logq`, default 0: see below for what it changed).
   Added: `exclude_copies` (default on) drops from a row's negatives the other columns that hold its own target
   item; the authors keep them, and on small catalogues most sampled negatives are then copies of popular targets.
 - defaults chosen by experiment on ML-100K validation (leave-one-out, NDCG@10 seen items excluded, seed 0; issue 16:
@@ -223,14 +224,14 @@ class GRU4Rec(Model):
 
     def __init__(self, *, hidden=100, layers=1, dropout=0.0, dropout_embed=0.5, batch_size=128, n_sample=2048,
                  sample_alpha=0.0, loss="cross_entropy", bpreg=1.0, elu=0.5, lr=0.05, momentum=0.4, epochs=20,
-                 patience=3, max_len=None, exclude_copies=True, block=512):
+                 patience=3, max_len=None, exclude_copies=True, logq=0.0, block=512):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.hidden, self.layers, self.dropout, self.dropout_embed = hidden, layers, dropout, dropout_embed
         self.batch_size, self.n_sample, self.sample_alpha = batch_size, n_sample, sample_alpha
         self.loss, self.bpreg, self.elu, self.lr, self.momentum = loss, bpreg, elu, lr, momentum
         self.epochs, self.patience, self.max_len, self.block = epochs, patience, max_len, block
-        self.exclude_copies = exclude_copies
+        self.exclude_copies, self.logq = exclude_copies, logq
 
     def row_loss(self, r: torch.Tensor, excl: torch.Tensor | None = None) -> torch.Tensor:
         """The configured loss per row of scores r [n, n + samples] (targets on the diagonal; `excl`: columns that
@@ -241,18 +242,34 @@ class GRU4Rec(Model):
             return bpr_max(F.elu(r, self.elu) if self.elu > 0 else r, self.bpreg, excl)
         return cross_entropy(r, excl)
 
-    def cross_entropy_all(self, o: torch.Tensor, y: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        """`cross_entropy` over the columns cand (targets y first), per row, computed on all items' scores with each
-        item counted as often as it is a column: −s_y + log Σ_i m_i exp(s_i), m_i = the item's columns in cand
-        (under `exclude_copies` a row's own target counts once). The same loss as `row_loss` on `scores(o, cand)`,
-        without the [n, len(cand)] gather and its scatter back when len(cand) exceeds the catalogue."""
+    def cross_entropy_all(self, o: torch.Tensor, y: torch.Tensor, cand: torch.Tensor,
+                          shift: torch.Tensor | None = None) -> torch.Tensor:
+        """`cross_entropy` over the columns cand (targets y first), per row, each column's score lowered by `shift`
+        (the logQ correction; none when None), computed on all items' scores with each item weighted by its columns:
+        −(s_y − shift_y) + log Σ_i w_i exp(s_i), w_i = Σ over the item's columns c of exp(−shift_c) (under
+        `exclude_copies` a row's own target is its own column only). The same loss as `row_loss` on
+        `scores(o, cand) − shift`, without the [n, len(cand)] gather and its scatter back when len(cand) exceeds the
+        catalogue."""
         s = o @ self.net.W.T + self.net.b
-        logm = torch.bincount(cand, minlength=s.shape[1]).to(s.dtype).log().expand_as(s)
         rows = torch.arange(len(y))
+        weight = None if shift is None else torch.exp(-shift.to(s.dtype))
+        logm = torch.bincount(cand, weights=weight, minlength=s.shape[1]).to(s.dtype).log().expand_as(s)
+        own = torch.zeros(len(y), dtype=s.dtype) if shift is None else shift[:len(y)].to(s.dtype)
         if self.exclude_copies:
             logm = logm.clone()
-            logm[rows, y] = 0.0
-        return torch.logsumexp(s + logm, 1) - s[rows, y]
+            logm[rows, y] = -own
+        return torch.logsumexp(s + logm, 1) - s[rows, y] + own
+
+    def logq_shift(self, y: torch.Tensor, samples: torch.Tensor | None) -> torch.Tensor | None:
+        """The authors' logQ correction of cross-entropy: logq × the log of each column's sampling weight, an
+        in-batch column's item count (targets occur as often as they are bought) and an extra sample's
+        count^sample_alpha; None without it."""
+        if self.logq <= 0 or self.loss != "cross_entropy":
+            return None
+        shift = self.log_count[y]
+        if samples is not None:
+            shift = torch.cat([shift, self.sample_alpha * self.log_count[samples]])
+        return self.logq * shift
 
     def fit(self, train, loss, ctx):
         if len(train) == 0:
@@ -274,6 +291,7 @@ class GRU4Rec(Model):
         if inp.numel() == 0:
             raise DataError("gru4rec: no user has two training events")
         pop = torch.as_tensor(train.item_counts, dtype=torch.float64) ** self.sample_alpha
+        self.log_count = torch.as_tensor(train.item_counts, dtype=torch.float32).clamp(min=1.0).log()
         valid = None if self.patience is None else ctx.valid
         opt = AdagradM([{"params": [self.net.W, self.net.b], "rows": True},
                         {"params": list(self.net.gru.parameters())}], lr=self.lr, momentum=self.momentum)
@@ -297,11 +315,14 @@ class GRU4Rec(Model):
                     if len(y) < 2 and self.n_sample == 0:
                         continue
                     o, H = advance(self.net, H, inp[t], reset[t], lanes)
-                    cand = y if samples is None else torch.cat([y, samples[t - lo]])
+                    extra = None if samples is None else samples[t - lo]
+                    cand = y if extra is None else torch.cat([y, extra])
+                    shift = self.logq_shift(y, extra)
                     if self.loss == "cross_entropy" and self.net.full_scores(cand):
-                        lv = self.cross_entropy_all(o, y, cand)
+                        lv = self.cross_entropy_all(o, y, cand, shift)
                     else:
                         r = self.net.scores(o, cand)
+                        r = r if shift is None else r - shift[None, :]
                         lv = self.row_loss(r, cand[None, :] == y[:, None] if self.exclude_copies else None)
                     opt.zero_grad(set_to_none=True)
                     lv.mean().backward()
@@ -398,6 +419,9 @@ PARAMS = (
     Param("exclude_copies", "bool", True, "a row's negatives leave out other columns holding its own target item "
           "(in-batch duplicates and sampled copies; the authors keep them, which on small catalogues makes most "
           "sampled negatives copies of popular targets)"),
+    Param("logq", "float", 0.0, "cross-entropy only: the authors' logQ correction, each column's score lowered by "
+          "logq × log of its sampling weight (item count for in-batch columns, count^sample_alpha for extra samples); "
+          "their cross-entropy configs use 1.0 with sample_alpha 0.5 (0: none)", low=0.0),
     Param("max_len", "int", None, "history items read when scoring a state (null: the whole history)", low=1,
           nullable=True),
 )
