@@ -51,3 +51,25 @@ def test_a_descriptive_metric_gets_no_best_and_no_arrow():
     assert "★" not in text.split("★ best")[0] and "popularity_10 ↑" not in text
     _, undeclared = summary_frame(agg_frame(), ["popularity_10"])
     assert undeclared == {"itemrec popularity_10": "bpr"}  # the most popular list: what the declaration prevents
+
+
+def test_method_names_survive_a_console_too_narrow_for_the_columns():
+    """Six long data-label columns on a 160-column pipe (the imn suite's summary) once squeezed the method column
+    to nothing: the summary then prints one table per data label, each with the names whole."""
+    rows = []
+    for method, v in (("IMN-Net*", 0.2), ("NextItNet", 0.1), ("ItemPop", 0.3)):
+        for data in ("synthetic(resources=False)", "synthetic(resources=True)", "movielens-100k(something=long)"):
+            for metric in ("ndcg_10", "recall_10"):
+                rows.append(("itemrec", method, data, metric, v))
+    frame = pd.DataFrame(rows, columns=["task", "method", "dataset", "metric", "mean"])
+    frame["std"], frame["n_seeds"] = 0.0, 2
+    console = Console(record=True, width=100)
+    print_summary(frame, console, ["ndcg_10", "recall_10"])
+    text = console.export_text()
+    lines = [ln for ln in text.splitlines() if "│" in ln]
+    assert [ln.split("│")[1].strip() for ln in lines] == ["ItemPop", "IMN-Net*", "NextItNet"] * 3
+    assert "synthetic(resources=True)" in text and text.count("★ 0.3000") == 6
+    wide = Console(record=True, width=400)  # wide enough: one table
+    print_summary(frame, wide, ["ndcg_10", "recall_10"])
+    assert [ln.split("│")[1].strip() for ln in wide.export_text().splitlines() if "│" in ln] == [
+        "ItemPop", "IMN-Net*", "NextItNet"]

@@ -64,15 +64,33 @@ def summary_frame(agg: pd.DataFrame, metrics: Iterable[str] | None = None, decla
 
 def print_summary(agg: pd.DataFrame, console, metrics: Iterable[str] | None = None, title: str = "",
                   report: str | None = None, declared: dict[str, int] | None = None) -> None:
-    """The summary as a rich table on `console` (best per column in bold with ★), then the report's path."""
-    from rich.table import Table
-    from rich.text import Text
-
+    """The summary as a rich table on `console` (best per column in bold with ★), then the report's path; one
+    table per data label where a single one would be wider than the console."""
     frame, best = summary_frame(agg, metrics, declared)
     if frame.empty:
         console.print("no FINISHED cells with metrics yet: run the suite first (matchbench run)", markup=False)
         return
     tuned = agg.drop_duplicates("method").set_index("method")["tuned"] if "tuned" in agg else None
+    table = _table(frame, best, tuned, declared, title)
+    groups = list(dict.fromkeys(c.split(" · ", 1)[0] for c in frame.columns if " · " in c))
+    if len(groups) > 1 and console.measure(table, options=console.options.update_width(10**6)).maximum > console.width:
+        # too wide for the console (rich would squeeze the method names away): one table per data label
+        for g in groups:
+            cols = [c for c in frame.columns if c.startswith(g + " · ")]
+            sub = frame[cols].rename(columns=lambda c: c.split(" · ", 1)[1])
+            console.print(_table(sub, {k.split(" · ", 1)[1]: v for k, v in best.items() if k in cols}, tuned,
+                                 declared, f"{title} — {g}" if title else g))
+    else:
+        console.print(table)
+    console.print("★ best per column (mean over seeds); every metric, with spreads and significance tests: "
+                  + (f"{report}" if report else "matchbench report SUITE"), markup=False)
+
+
+def _table(frame: pd.DataFrame, best: dict[str, str], tuned, declared, title: str):
+    """One rich table: the methods, a column per headline metric (best in bold with ★), the tuned parameters."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title or None, title_justify="left")
     table.add_column("method", no_wrap=True)
     for name in frame.columns:  # numbers never wrap: a narrow terminal scrolls instead of folding 0.1234
@@ -93,6 +111,4 @@ def print_summary(agg: pd.DataFrame, console, metrics: Iterable[str] | None = No
         if tuned is not None:
             cells.append(Text(str(tuned.get(method, "") or "").split("; ")[0].split(": ", 1)[-1]))
         table.add_row(*cells)
-    console.print(table)
-    console.print("★ best per column (mean over seeds); every metric, with spreads and significance tests: "
-                  + (f"{report}" if report else "matchbench report SUITE"), markup=False)
+    return table
