@@ -135,3 +135,18 @@ def test_export_and_import_from_the_cli(ran, tmp_path, capsys, monkeypatch):
     assert "no data" not in set(imported.verdict)
     assert main(["import", suite_file, "--from", str(tmp_path / "missing"), "--tracking-uri", uri]) == 2
     assert "not a matchbench archive" in capsys.readouterr().err
+
+
+def test_the_committed_archives_are_readable_and_name_a_suite():
+    """results/<suite>/ in the repository: each one reads (manifest, every line, every artifact present) and belongs
+    to a suite file of suites/ (so `matchbench import suites/<suite>.yaml` finds it)."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    folders = sorted(p.parent for p in (repo / "results").glob("*/manifest.json"))
+    suites = {yaml.safe_load(p.read_text()).get("name", p.stem) for p in (repo / "suites").glob("*.yaml")}
+    for folder in folders:
+        manifest, cells = read_archive(folder)
+        assert manifest["suite"] == folder.name and manifest["suite"] in suites
+        assert len(cells) == manifest["cells"], folder
+        assert {c["status"] for c in cells} <= {"FINISHED", "FAILED", "SKIPPED", "KILLED"}, folder
