@@ -76,6 +76,8 @@ TARGETS = [
            functions=[f"harness.ctr.x_{f}*" for f in ("auc", "group_auc", "gauc", "logloss", "calibration",
                                                       "ctr_metrics", "truth_ctr_metrics")],
            note="the CTR metrics only (not predict/run_ctr/padded_sequences, which need model training tests)"),
+    Target("summary", ["harness/report/summary.py"], ["tests/test_summary.py"],
+           note="the terminal summary (`matchbench results --format summary`)"),
     Target("ranking", ["harness/ranking.py"], ["tests/test_ranking.py", "tests/test_metrics.py"]),
     Target("evaluate", ["harness/evaluate.py"], ["tests/test_metrics.py", "tests/test_ranking.py",
                                                  "tests/test_truth_metrics.py"]),
