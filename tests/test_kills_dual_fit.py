@@ -179,17 +179,33 @@ def cold_item_scores(block_size):
     return dense(rng.random((12, 8)) + 0.1, exclude=sp.csr_matrix(excl), block_size=block_size)
 
 
-@pytest.mark.parametrize("kw", [{}, {"iters": 3, "steps": 2}])
-def test_streamed_passes_count_iters_and_steps(kw):
+def test_streamed_passes_count_iters_and_steps():
     """A streamed batch (12 states, blocks of 5: 3 parts) is read once for the u-step, once for the v-step's
-    bracket and once per root-finding iteration, all `steps` times; defaults are the declared Params.
-    Kills 3 (iters 51), 4 (steps 2)."""
-    P = declared_params()
-    iters, steps = kw.get("iters", P["iters"]), kw.get("steps", P["steps"])
+    bracket and once per root-finding iteration, all `steps` times. Kills 4 (steps 2)."""
     scores = cold_item_scores(5)
     calls = spy_blocks(scores)
-    fit_dual(scores, 2, 0.25, None, epochs=1, **kw)
-    assert [len(c) for c in calls] == [5, 5, 2] * ((2 + iters) * steps)
+    fit_dual(scores, 2, 0.25, None, epochs=1, iters=3, steps=2)
+    assert [len(c) for c in calls] == [5, 5, 2] * ((2 + 3) * 2)
+    calls.clear()
+    fit_dual(scores, 2, 0.25, None, epochs=1)  # one step by default
+    assert len(calls) % 3 == 0 and 0 < len(calls) <= 3 * (2 + declared_params()["iters"])
+
+
+def test_root_finding_gets_the_declared_iters(monkeypatch):
+    """The u- and v-steps' root finders run at most the declared `iters` passes (they stop earlier once a bracket
+    has collapsed, so the passes alone do not show it). Kills 3 (iters 51)."""
+    import plugins.planners.dual as dual_module
+
+    seen = []
+    real = dual_module.bracketed_root
+
+    def spy(evaluate, lo, hi, iters, tol, x0=None):
+        seen.append(iters)
+        return real(evaluate, lo, hi, iters, tol, x0)
+
+    monkeypatch.setattr(dual_module, "bracketed_root", spy)
+    fit_dual(cold_item_scores(5), 2, 0.25, None, epochs=1)
+    assert seen and set(seen) == {declared_params()["iters"]}
 
 
 # ------------------------------------------------------------------------------------------ batches and memory

@@ -320,3 +320,54 @@ def test_a_line_that_cannot_reach_its_target_ends_at_the_bracket_floor():
     assert float(solve_rows(w.clone(), 0.25, 1.0, 50)[0]) == pytest.approx(lo, abs=1e-3)
     got = solve_columns(_blocks(w.T.contiguous(), [3]), 1, 8, 0.25, 1.0, 50)
     assert float(got[0]) == pytest.approx(lo, abs=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------ stopping early
+class _Step:
+    """f(x) = 0.5 - (x > jump): a step function (eps -> 0 with a count target between integers), so |f| never meets a
+    tolerance below 1/2; records its evaluations."""
+
+    def __init__(self, jump):
+        self.jump, self.points = torch.tensor([jump], dtype=torch.float32), []
+
+    def __call__(self, x):
+        self.points.append(float(x[0]))
+        return 0.5 - (x > self.jump).float(), torch.zeros_like(x)
+
+
+def test_root_stops_once_the_bracket_holds_no_float():
+    """Bisection on [0, 1] reaches a bracket of adjacent floats around the jump in ~24 passes of float32; the line then
+    keeps its x (within an ulp of the jump) instead of running all 200 passes in place."""
+    f = _Step(0.3)
+    x = float(_root(f, torch.zeros(1), torch.ones(1), 200, 1e-3)[0])
+    assert len(f.points) < 40
+    assert abs(x - 0.3) <= 2 * float(torch.finfo(torch.float32).eps)
+
+
+def test_only_moved_recomputes_just_the_lines_whose_x_moved():
+    from plugins.planners.dual import only_moved
+
+    parts = []
+
+    def lines(idx, x):
+        parts.append(None if idx is None else idx.tolist())
+        return x * 2, -torch.ones_like(x)
+
+    evaluate = only_moved(lines, lambda idx: idx)
+    f, _ = evaluate(torch.tensor([1.0, 2.0, 3.0]))
+    assert parts == [None] and f.tolist() == [2.0, 4.0, 6.0]
+    f, _ = evaluate(torch.tensor([1.0, 5.0, 3.0]))
+    assert parts[-1] == [1] and f.tolist() == [2.0, 10.0, 6.0]
+    f, _ = evaluate(torch.tensor([1.0, 5.0, 3.0]))
+    assert len(parts) == 2 and f.tolist() == [2.0, 10.0, 6.0]  # nothing moved: nothing recomputed
+
+
+def test_solvers_give_the_roots_of_a_full_evaluation():
+    """Reusing the unmoved lines' f changes no root: each line's root equals the one it gets alone."""
+    w = _w(11, (30, 20))
+    w[:, 2] -= 3.0
+    rows = solve_rows(w, 0.15, 0.02, 50)
+    assert torch.equal(rows, torch.cat([solve_rows(w[r:r + 1].clone(), 0.15, 0.02, 50) for r in range(30)]))
+    cols = solve_columns(_blocks(w, [10]), 20, 30, 0.2, 0.02, 50)
+    alone = torch.cat([solve_columns(_blocks(w[:, j:j + 1].clone(), [10]), 1, 30, 0.2, 0.02, 50) for j in range(20)])
+    assert torch.allclose(cols, alone, atol=1e-6)

@@ -70,7 +70,7 @@ from harness.plugin import (
     topk_assignment,
 )
 from plugins.planners.dual_candidates import default_candidates, fit_dual_pruned
-from plugins.planners.roots import MARGIN, SETTLE_TOL, TOL_COUNT, bracketed_root, initial_duals
+from plugins.planners.roots import MARGIN, SETTLE_FLOOR, SETTLE_TOL, TOL_COUNT, bracketed_root, initial_duals
 
 DENSE_PAIRS = 25_000_000
 """Above this many (state, item) pairs, `candidates: null` plans on candidate pairs (dual_candidates.py)."""
@@ -97,12 +97,11 @@ def solve_rows(w: torch.Tensor, target: float, eps: float, iters: int, x0: torch
     lo = torch.where(valid, w, torch.inf).amin(1) - _lower_logit(target, n_cols, valid.sum(1)) * eps - MARGIN
     lo = torch.where(torch.isfinite(lo), lo, hi - 1.0)
 
-    def evaluate(x):
-        z = (w - x[:, None]).div_(eps).sigmoid_()
-        f = z.mean(1) - target
-        df = -(z - z * z).mean(1) / eps
-        return f, df
+    def lines(ww, x):
+        z = (ww - x[:, None]).div_(eps).sigmoid_()
+        return z.mean(1) - target, -(z - z * z).mean(1) / eps
 
+    evaluate = only_moved(lines, lambda idx: w if idx is None else w[idx])
     return bracketed_root(evaluate, lo, hi, iters, TOL_COUNT / n_cols, x0)
 
 
@@ -123,24 +122,46 @@ def solve_columns(blocks, n_cols: int, n_rows: int, target: float, eps: float, i
     lo = lo - _lower_logit(target, n_rows, n_valid) * eps - MARGIN
     lo = torch.where(torch.isfinite(lo), lo, hi - 1.0)
 
-    def evaluate(x):
-        s = torch.zeros(n_cols, dtype=torch.float64, device=x.device)
-        d = torch.zeros(n_cols, dtype=torch.float64, device=x.device)
+    def lines(idx, x):
+        s = torch.zeros(len(x), dtype=torch.float64, device=x.device)
+        d = torch.zeros(len(x), dtype=torch.float64, device=x.device)
         for w in blocks():
+            w = w if idx is None else w[:, idx]
             z = (w - x[None, :]).div_(eps).sigmoid_()
             s += z.sum(0, dtype=torch.float64)
             d += (z - z * z).sum(0, dtype=torch.float64)
         return (s / n_rows - target).float(), (-d / (n_rows * eps)).float()
 
-    return bracketed_root(evaluate, lo, hi, iters, TOL_COUNT / n_rows, x0)
+    return bracketed_root(only_moved(lines, lambda idx: idx), lo, hi, iters, TOL_COUNT / n_rows, x0)
+
+
+def only_moved(lines, take):
+    """An evaluate(x) for bracketed_root that computes only the lines whose x moved since its last call (the rest keep
+    their f and slope: a solved line's x no longer moves, and late in a solve few lines are left). `lines(part, x)`
+    computes (f, df) of the lines `part = take(idx)` (take(None): all of them) at x."""
+    last: list = []
+
+    def evaluate(x):
+        if not last:
+            f, df = lines(take(None), x)
+        else:
+            x_prev, f, df = last
+            idx = torch.nonzero(x != x_prev).squeeze(1)
+            if len(idx):
+                f, df = f.clone(), df.clone()
+                f[idx], df[idx] = lines(take(idx), x[idx])
+        last[:] = [x.clone(), f, df]
+        return f, df
+
+    return evaluate
 
 
 def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None, epochs: int = 100,
              epsilon_min: float = 1e-10, gamma: float | None = None, batch_size: int | None = None,
              iters: int = 50, steps: int = 1, log=None, max_steps: int | None = None) -> tuple[torch.Tensor, dict]:
     """Algorithm 1 on `scores`: the item dual variables v (|Y|,) and a summary. `max_steps` (full batch only): after
-    its `steps` alternations an epoch keeps alternating while v still moves by more than SETTLE_TOL·eps, up to this
-    many in all (None: exactly `steps`, Algorithm 1 as published)."""
+    its `steps` alternations an epoch keeps alternating while v still moves by more than
+    max(SETTLE_TOL·eps, SETTLE_FLOOR), up to this many in all (None: exactly `steps`, Algorithm 1 as published)."""
     n_x, n_y = scores.n_states, scores.n_items
     dev = scores.device
     gen = torch.Generator().manual_seed(int(scores.seed) % 2**63)
@@ -215,7 +236,7 @@ def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None
                 v_new += v_hi_root.clamp_min(0.0)
             moved = float((g * (v_new - v)).abs().max())
             v = (1 - g) * v + g * v_new
-            if more and i == len(starts) - 1 and moved > SETTLE_TOL * eps:
+            if more and i == len(starts) - 1 and moved > max(SETTLE_TOL * eps, SETTLE_FLOOR):
                 starts.append(start)
                 more -= 1
                 alternations += 1

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from harness.plugin import NEG, PlanningScores
-from plugins.planners.roots import MARGIN, SETTLE_TOL, TOL_COUNT, bracketed_root, initial_duals
+from plugins.planners.roots import MARGIN, SETTLE_FLOOR, SETTLE_TOL, TOL_COUNT, bracketed_root, initial_duals
 
 SETTLE = 30
-"""Alternations allowed at one eps after the candidate set changed (until v moves less than SETTLE_TOL·eps)."""
+"""Alternations allowed at one eps after the candidate set changed (until v moves less than
+max(SETTLE_TOL·eps, SETTLE_FLOOR))."""
 CHUNK = 1 << 22
 """Candidate pairs per chunk of a root-finding evaluation (16 MiB per float32 temporary)."""
 
@@ -255,7 +256,7 @@ def fit_dual_pruned(scores: PlanningScores, k: int, beta: float, beta_max: float
             moved = float((v_new - v).abs().max())
             v = v_new
             del w
-            if step + 1 >= steps and moved <= SETTLE_TOL * eps:
+            if step + 1 >= steps and moved <= max(SETTLE_TOL * eps, SETTLE_FLOOR):
                 break
         settle = 0
         e += 1

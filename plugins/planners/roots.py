@@ -11,7 +11,12 @@ MARGIN = 1e-3
 TOL_COUNT = 1e-3
 """A root is accepted when the expected count it gives is within this of its target count."""
 SETTLE_TOL = 1e-3
-"""v has settled at an eps when an alternation moves it by at most SETTLE_TOL·eps."""
+"""v has settled at an eps when an alternation moves it by at most max(SETTLE_TOL·eps, SETTLE_FLOOR)."""
+SETTLE_FLOOR = 1e-6
+"""A move of v this small counts as settled at any eps: it is the scale of the tie-breaking perturbation
+(harness.matching.TIE) and about ten float32 ulps of the scaled scores (lambda in [0, 1]). Below eps ~ 1e-4 the roots
+move by float rounding alone, and without the floor every later epoch ran all max_steps alternations (measured on
+MovieLens-100K-sized 401 x 1,682 instances: 369 of 469 alternations, 40% of them at eps < 1e-6)."""
 
 
 def initial_duals(gen: torch.Generator, n_items: int, lower: bool, upper: bool, device) -> torch.Tensor:
@@ -24,8 +29,9 @@ def initial_duals(gen: torch.Generator, n_items: int, lower: bool, upper: bool, 
 def bracketed_root(evaluate, lo: torch.Tensor, hi: torch.Tensor, iters: int, tol: torch.Tensor | float,
                    x0: torch.Tensor | None = None) -> torch.Tensor:
     """Vectorised root of decreasing f on [lo, hi] (f(lo) >= 0 >= f(hi) unless the root lies outside,
-    in which case the nearer end is returned). evaluate(x) -> (f, df/dx). `x0`: a warm start (the previous
-    epoch's root); annealing moves the roots little, so most rows are done at the first evaluation."""
+    in which case the nearer end is returned). evaluate(x) -> (f, df/dx); a line whose x is done is passed
+    unchanged to later calls (evaluate may reuse its f). `x0`: a warm start (the previous epoch's root); annealing
+    moves the roots little, so most rows are done at the first evaluation."""
     x = (lo + hi) / 2 if x0 is None else torch.minimum(torch.maximum(x0, lo), hi)
     for _ in range(iters):
         f, df = evaluate(x)
@@ -34,6 +40,12 @@ def bracketed_root(evaluate, lo: torch.Tensor, hi: torch.Tensor, iters: int, tol
             break
         lo = torch.where(f > 0, x, lo)
         hi = torch.where(f < 0, x, hi)
+        # a bracket with no float inside it cannot shrink: its line keeps x (one of its ends, within an ulp of the
+        # root). Where f is a step function (eps -> 0, a count target between integers) |f| never meets tol, and
+        # without this the line would run all `iters` passes without moving
+        done |= torch.nextafter(lo, hi) >= hi
+        if bool(done.all()):
+            break
         newton = x - f / df
         ok = torch.isfinite(newton) & (newton > lo) & (newton < hi)
         x = torch.where(done, x, torch.where(ok, newton, (lo + hi) / 2))
