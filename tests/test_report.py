@@ -212,6 +212,19 @@ def test_two_configurations_under_one_label_count_once_newest_first(tmp_path):
     assert sum(line.startswith("| a |") for line in cells.splitlines()) == 1
 
 
+def test_cells_sharing_a_run_name_but_not_a_label_are_listed_apart(tmp_path):
+    """Run names leave out parameters (bce_neg's `negatives`): two cells named alike but labelled apart by the suite
+    are two cells, not one cell with an older record."""
+    runs = [{"run_id": f"r{n}", "run_name": "bce_neg · d · seed 0", "status": "FINISHED", "config_hash": f"h{n}",
+             "wall_time": 1.0, "reason": None, "error": None, "start_time": 1000 + n, "params.model": "m",
+             "params.dataset": "d", "params.split": "s", "params.loss": "bce_neg", "params.loss.negatives": neg,
+             "params.seed": "0", "metrics.itemrec/ndcg_10": 0.1 * (n + 1), "tags.matchbench.method": f"m · {neg}"}
+            for n, neg in enumerate(("user", "item"))]
+    text = write_report(FakeTracker(pd.DataFrame(runs), {}, {}), "fake", tmp_path).read_text()
+    cells = text[text.index("## Cells"):]
+    assert "2 cells: 2 FINISHED" in cells and "older records" not in cells, cells
+
+
 def test_configs_the_suite_no_longer_has_are_left_out(tmp_path):
     """A default that changed gives a model new parameters and a new config hash; with the suite's current hashes
     the old records neither enter the tables nor appear as an extra method labelled by the changed parameter."""

@@ -146,8 +146,12 @@ def cells_md(df: pd.DataFrame, tracker: Tracker) -> str:
     if df.empty:
         return "## Cells\n\n_No cells recorded._\n"
     superseded = 0
-    if "start_time" in df and "run_name" in df:  # as in the tables: the newest record of a cell counts
-        newest = df.sort_values("start_time", ascending=False, kind="stable").drop_duplicates("run_name")
+    # as in the tables: the newest record of a cell (its method, data and seed labels) counts. Not the run name: it
+    # leaves out parameters, so four `bce_neg` cells differing only in `negatives` would count as one
+    labels = ["_method", "_dataset", "_seed"]
+    key = labels if set(labels) <= set(df.columns) else "run_name" if "run_name" in df else None
+    if "start_time" in df and key is not None:
+        newest = df.sort_values("start_time", ascending=False, kind="stable").drop_duplicates(key)
         superseded, df = len(df) - len(newest), newest
     counts = df["status"].value_counts()
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("FINISHED", "FAILED", "SKIPPED") if counts.get(s, 0))
