@@ -73,3 +73,21 @@ def test_method_names_survive_a_console_too_narrow_for_the_columns():
     print_summary(frame, wide, ["ndcg_10", "recall_10"])
     assert [ln.split("│")[1].strip() for ln in wide.export_text().splitlines() if "│" in ln] == [
         "ItemPop", "IMN-Net*", "NextItNet"]
+
+
+def test_data_labels_holding_the_separator_keep_whole_in_the_tables_per_label():
+    """Data labels themselves hold " · " (dataset · split): each table per label is titled with the whole label and
+    its columns carry no piece of it (the columns were once split on their first " · ")."""
+    rows = []
+    for method, v in (("Transformer-HP", 0.2), ("RNN-Hawkes (code kernels)", 0.1)):
+        for data in ("movielens · user", "synthetic · temporal"):
+            for metric in ("ndcg_10", "recall_10", "precision_10"):
+                rows.append(("itemrec", method, data, metric, v))
+    frame = pd.DataFrame(rows, columns=["task", "method", "dataset", "metric", "mean"])
+    frame["std"], frame["n_seeds"] = 0.0, 3
+    console = Console(record=True, width=90)
+    print_summary(frame, console, ["ndcg_10", "recall_10", "precision_10"], title="rim")
+    text = console.export_text()
+    assert "rim — movielens · user" in text and "rim — synthetic · temporal" in text
+    assert "user · itemrec" not in text and "temporal · itemrec" not in text
+    assert text.count("ndcg_10") == 2 and text.count("RNN-Hawkes (code kernels)") == 2

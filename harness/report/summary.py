@@ -41,7 +41,8 @@ def headline(agg: pd.DataFrame, metrics: Iterable[str] | None = None) -> list[tu
 def summary_frame(agg: pd.DataFrame, metrics: Iterable[str] | None = None, declared: dict[str, int] | None = None
                   ) -> tuple[pd.DataFrame, dict[str, str]]:
     """(methods × headline columns of means, ordered by the first column best first; per column, its best
-    method). `declared`: metric family -> direction as the runs declared them (a descriptive one gets no best)."""
+    method). `declared`: metric family -> direction as the runs declared them (a descriptive one gets no best).
+    `frame.attrs["columns"]`: per column, its (data label, the name without it), for a table per data label."""
     cols = headline(agg, metrics)
     if not cols:
         return pd.DataFrame(), {}
@@ -59,6 +60,7 @@ def summary_frame(agg: pd.DataFrame, metrics: Iterable[str] | None = None, decla
     first = cols[0]
     frame = frame.sort_values(names[first], ascending=direction(first[2], declared) < 0, na_position="last",
                               kind="stable")
+    frame.attrs["columns"] = {names[c]: (c[1], f"{c[0]} {c[2]}") for c in cols}
     return frame, best
 
 
@@ -72,13 +74,15 @@ def print_summary(agg: pd.DataFrame, console, metrics: Iterable[str] | None = No
         return
     tuned = agg.drop_duplicates("method").set_index("method")["tuned"] if "tuned" in agg else None
     table = _table(frame, best, tuned, declared, title)
-    groups = list(dict.fromkeys(c.split(" · ", 1)[0] for c in frame.columns if " · " in c))
+    where = frame.attrs.get("columns", {})  # column -> (data label, short name); labels may hold " · " themselves
+    groups = list(dict.fromkeys(where[c][0] for c in frame.columns))
     if len(groups) > 1 and console.measure(table, options=console.options.update_width(10**6)).maximum > console.width:
         # too wide for the console (rich would squeeze the method names away): one table per data label
         for g in groups:
-            cols = [c for c in frame.columns if c.startswith(g + " · ")]
-            sub = frame[cols].rename(columns=lambda c: c.split(" · ", 1)[1])
-            console.print(_table(sub, {k.split(" · ", 1)[1]: v for k, v in best.items() if k in cols}, tuned,
+            cols = [c for c in frame.columns if where[c][0] == g]
+            short = {c: where[c][1] for c in cols}
+            sub = frame[cols].rename(columns=short)
+            console.print(_table(sub, {short[k]: v for k, v in best.items() if k in short}, tuned,
                                  declared, f"{title} — {g}" if title else g))
     else:
         console.print(table)
@@ -92,7 +96,8 @@ def _table(frame: pd.DataFrame, best: dict[str, str], tuned, declared, title: st
     from rich.text import Text
 
     table = Table(title=title or None, title_justify="left")
-    table.add_column("method", no_wrap=True)
+    names = [len(str(m)) for m in frame.index]  # a method's name is never cut: the metric headers give way first
+    table.add_column("method", no_wrap=True, min_width=max(names, default=6))
     for name in frame.columns:  # numbers never wrap: a narrow terminal scrolls instead of folding 0.1234
         sense = direction(name.rsplit(" ", 1)[-1], declared)
         table.add_column(name + {1: " ↑", -1: " ↓"}.get(sense, ""), justify="right",
