@@ -55,6 +55,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=None, help="states per dual update (default: one block)")
     ap.add_argument("--budget-mib", type=float, default=256.0, help="score block budget (the planner's default)")
     ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="dense planner: alternations per epoch while v moves (the Dual Param's default is 5; "
+                         "default here: one, as published)")
     args = ap.parse_args(argv)
 
     device = default_device()
@@ -75,9 +78,11 @@ def main(argv=None) -> dict:
     cand = args.candidates if args.candidates in (None, "all") else int(args.candidates)
     t0 = time.perf_counter()
     if cand == "all":  # the dense planner, epoch by epoch (its batches streamed from the factors)
+        def progress(e, eps, v):
+            print(f"  epoch {e}: eps={eps:.3g} {time.perf_counter() - t0:.1f} s", flush=True)
+
         v, info = fit_dual(scores, k, args.beta, None, epochs=args.epochs, batch_size=batch, iters=args.iters,
-                           log=lambda e, eps, v: print(f"  epoch {e}: eps={eps:.3g} {time.perf_counter() - t0:.1f} s",
-                                                       flush=True))
+                           max_steps=args.max_steps, log=progress)
         t_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
         assignment = topk_assignment(scores, k, shift=v, positive_only=True)
