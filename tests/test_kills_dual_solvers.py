@@ -345,7 +345,7 @@ def test_root_stops_once_the_bracket_holds_no_float():
 
 
 def test_only_moved_recomputes_just_the_lines_whose_x_moved():
-    from plugins.planners.dual import only_moved
+    from plugins.planners.roots import only_moved
 
     parts = []
 

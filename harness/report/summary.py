@@ -96,8 +96,8 @@ def _table(frame: pd.DataFrame, best: dict[str, str], tuned, declared, title: st
     from rich.text import Text
 
     table = Table(title=title or None, title_justify="left")
-    names = [len(str(m)) for m in frame.index]  # a method's name is never cut: the metric headers give way first
-    table.add_column("method", no_wrap=True, min_width=max(names, default=6))
+    widths = [len(str(m)) for m in frame.index]  # a method's name is never cut: the metric headers give way first
+    table.add_column("method", no_wrap=True, min_width=max(widths, default=6))
     for name in frame.columns:  # numbers never wrap: a narrow terminal scrolls instead of folding 0.1234
         sense = direction(name.rsplit(" ", 1)[-1], declared)
         table.add_column(name + {1: " ↑", -1: " ↓"}.get(sense, ""), justify="right",

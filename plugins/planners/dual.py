@@ -70,7 +70,15 @@ from harness.plugin import (
     topk_assignment,
 )
 from plugins.planners.dual_candidates import default_candidates, fit_dual_pruned
-from plugins.planners.roots import MARGIN, SETTLE_FLOOR, SETTLE_TOL, TOL_COUNT, bracketed_root, initial_duals
+from plugins.planners.roots import (
+    MARGIN,
+    SETTLE_FLOOR,
+    SETTLE_TOL,
+    TOL_COUNT,
+    bracketed_root,
+    initial_duals,
+    only_moved,
+)
 
 DENSE_PAIRS = 25_000_000
 """Above this many (state, item) pairs, `candidates: null` plans on candidate pairs (dual_candidates.py)."""
@@ -133,27 +141,6 @@ def solve_columns(blocks, n_cols: int, n_rows: int, target: float, eps: float, i
         return (s / n_rows - target).float(), (-d / (n_rows * eps)).float()
 
     return bracketed_root(only_moved(lines, lambda idx: idx), lo, hi, iters, TOL_COUNT / n_rows, x0)
-
-
-def only_moved(lines, take):
-    """An evaluate(x) for bracketed_root that computes only the lines whose x moved since its last call (the rest keep
-    their f and slope: a solved line's x no longer moves, and late in a solve few lines are left). `lines(part, x)`
-    computes (f, df) of the lines `part = take(idx)` (take(None): all of them) at x."""
-    last: list = []
-
-    def evaluate(x):
-        if not last:
-            f, df = lines(take(None), x)
-        else:
-            x_prev, f, df = last
-            idx = torch.nonzero(x != x_prev).squeeze(1)
-            if len(idx):
-                f, df = f.clone(), df.clone()
-                f[idx], df[idx] = lines(take(idx), x[idx])
-        last[:] = [x.clone(), f, df]
-        return f, df
-
-    return evaluate
 
 
 def fit_dual(scores: PlanningScores, k: int, beta: float, beta_max: float | None, epochs: int = 100,

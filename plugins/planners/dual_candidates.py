@@ -32,7 +32,15 @@ import numpy as np
 import torch
 
 from harness.plugin import NEG, PlanningScores
-from plugins.planners.roots import MARGIN, SETTLE_FLOOR, SETTLE_TOL, TOL_COUNT, bracketed_root, initial_duals
+from plugins.planners.roots import (
+    MARGIN,
+    SETTLE_FLOOR,
+    SETTLE_TOL,
+    TOL_COUNT,
+    bracketed_root,
+    initial_duals,
+    only_moved,
+)
 
 SETTLE = 30
 """Alternations allowed at one eps after the candidate set changed (until v moves less than
@@ -76,22 +84,19 @@ def solve_segments(w: torch.Tensor, seg: torch.Tensor, n: torch.Tensor, count: f
     hi = torch.where(empty, 0.0, hi - share * eps + MARGIN)
     lo = torch.where(empty, 0.0, lo - share * eps - MARGIN)
 
-    last: list = []  # the previous evaluation's (f, df): a segment within tolerance keeps its x, so its f stands
+    def lines(idx, x_part):
+        """(f, df) of the segments idx (None: all) at x_part, summing only those segments' entries."""
+        if idx is None:
+            s_, d_ = _sums(w, seg, x_part, n_seg, eps)
+            return torch.where(empty, 0.0, s_ - count), -d_ / eps
+        x = torch.zeros(n_seg, dtype=x_part.dtype, device=w.device)
+        x[idx] = x_part
+        live = torch.zeros(n_seg, dtype=torch.bool, device=w.device)
+        live[idx] = True
+        s_, d_ = _sums(w, seg, x, n_seg, eps, live)
+        return torch.where(empty[idx], 0.0, s_[idx] - count), -d_[idx] / eps
 
-    def evaluate(x):
-        if last:  # only the entries of segments still away from their root
-            f_prev, df_prev = last
-            live = f_prev.abs() > TOL_COUNT  # (an empty segment has f = 0: never live)
-            s_, d_ = _sums(w, seg, x, n_seg, eps, live)
-            f = torch.where(live, s_ - count, f_prev)
-            d = torch.where(live, -d_ / eps, df_prev)
-        else:
-            s_, d_ = _sums(w, seg, x, n_seg, eps)
-            f, d = torch.where(empty, 0.0, s_ - count), -d_ / eps
-        last[:] = [f, d]
-        return f, d
-
-    return bracketed_root(evaluate, lo, hi, iters, TOL_COUNT, x0)
+    return bracketed_root(only_moved(lines, lambda idx: idx), lo, hi, iters, TOL_COUNT, x0)
 
 
 class _PairBuffer:

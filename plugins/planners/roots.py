@@ -50,3 +50,24 @@ def bracketed_root(evaluate, lo: torch.Tensor, hi: torch.Tensor, iters: int, tol
         ok = torch.isfinite(newton) & (newton > lo) & (newton < hi)
         x = torch.where(done, x, torch.where(ok, newton, (lo + hi) / 2))
     return x
+
+
+def only_moved(lines, take):
+    """An evaluate(x) for bracketed_root that computes only the lines whose x moved since its last call (the rest keep
+    their f and slope: a solved line's x no longer moves, and late in a solve few lines are left). `lines(part, x)`
+    computes (f, df) of the lines `part = take(idx)` (take(None): all of them) at x."""
+    last: list = []
+
+    def evaluate(x):
+        if not last:
+            f, df = lines(take(None), x)
+        else:
+            x_prev, f, df = last
+            idx = torch.nonzero(x != x_prev).squeeze(1)
+            if len(idx):
+                f, df = f.clone(), df.clone()
+                f[idx], df[idx] = lines(take(idx), x[idx])
+        last[:] = [x.clone(), f, df]
+        return f, df
+
+    return evaluate
