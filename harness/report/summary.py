@@ -70,7 +70,8 @@ def print_summary(agg: pd.DataFrame, console, metrics: Iterable[str] | None = No
     table per data label where a single one would be wider than the console."""
     frame, best = summary_frame(agg, metrics, declared)
     if frame.empty:
-        console.print("no FINISHED cells with metrics yet: run the suite first (matchbench run)", markup=False)
+        console.print("no FINISHED cells with metrics yet: run the suite first (matchbench run)", markup=False,
+                      highlight=False)
         return
     tuned = agg.drop_duplicates("method").set_index("method")["tuned"] if "tuned" in agg else None
     table = _table(frame, best, tuned, declared, title)
@@ -82,38 +83,47 @@ def print_summary(agg: pd.DataFrame, console, metrics: Iterable[str] | None = No
             cols = [c for c in frame.columns if where[c][0] == g]
             short = {c: where[c][1] for c in cols}
             sub = frame[cols].rename(columns=short)
-            console.print(_table(sub, {short[k]: v for k, v in best.items() if k in short}, tuned,
-                                 declared, f"{title} — {g}" if title else g))
+            _print_whole(console, _table(sub, {short[k]: v for k, v in best.items() if k in short}, tuned,
+                                         declared, f"{title} — {g}" if title else g))
     else:
-        console.print(table)
+        _print_whole(console, table)
     console.print("★ best per column (mean over seeds); every metric, with spreads and significance tests: "
-                  + (f"{report}" if report else "matchbench report SUITE"), markup=False)
+                  + (f"{report}" if report else "matchbench report SUITE"), markup=False, highlight=False)
+
+
+def _print_whole(console, table) -> None:
+    """Print `table` no narrower than its columns' minimum widths: where the console is narrower, rich would shrink
+    every column alike (method names and numbers cut to nothing); the lines run long instead (a terminal scrolls
+    or wraps them)."""
+    need = console.measure(table, options=console.options.update_width(10**6)).minimum
+    console.print(table, width=max(console.width, need), crop=False)
 
 
 def _table(frame: pd.DataFrame, best: dict[str, str], tuned, declared, title: str):
-    """One rich table: the methods, a column per headline metric (best in bold with ★), the tuned parameters."""
+    """One rich table: the methods, a column per headline metric (best in bold with ★), the tuned parameters.
+    A metric's header may wrap between words; its numbers never do (the column is at least as wide as the longest
+    of them)."""
     from rich.table import Table
     from rich.text import Text
 
+    cells = {}
+    for name in frame.columns:
+        col = frame[name]
+        cells[name] = [Text("—") if pd.isna(v) else Text(f"★ {v:.4f}", style="bold") if best.get(name) == m
+                       else Text(f"{v:.4f}") for m, v in col.items()]
     table = Table(title=title or None, title_justify="left")
     widths = [len(str(m)) for m in frame.index]  # a method's name is never cut: the metric headers give way first
     table.add_column("method", no_wrap=True, min_width=max(widths, default=6))
-    for name in frame.columns:  # numbers never wrap: a narrow terminal scrolls instead of folding 0.1234
+    for name in frame.columns:
         sense = direction(name.rsplit(" ", 1)[-1], declared)
-        table.add_column(name + {1: " ↑", -1: " ↓"}.get(sense, ""), justify="right",
-                         no_wrap=True, min_width=7)
+        header = name + {1: " ↑", -1: " ↓"}.get(sense, "")
+        longest = max([len(t) for t in cells[name]] + [len(w) for w in header.split()])
+        table.add_column(header, justify="right", min_width=longest)
     if tuned is not None:  # the first seed's choice (the report lists every seed's)
         table.add_column("tuned parameters (first seed)", overflow="ellipsis", no_wrap=True, max_width=48)
-    for method, row in frame.iterrows():
-        cells = [Text(str(method))]
-        for name, value in row.items():
-            if pd.isna(value):
-                cells.append(Text("—"))
-            elif best.get(name) == method:
-                cells.append(Text(f"★ {value:.4f}", style="bold"))
-            else:
-                cells.append(Text(f"{value:.4f}"))
+    for i, method in enumerate(frame.index):
+        row = [Text(str(method))] + [cells[name][i] for name in frame.columns]
         if tuned is not None:
-            cells.append(Text(str(tuned.get(method, "") or "").split("; ")[0].split(": ", 1)[-1]))
-        table.add_row(*cells)
+            row.append(Text(str(tuned.get(method, "") or "").split("; ")[0].split(": ", 1)[-1]))
+        table.add_row(*row)
     return table
