@@ -1,5 +1,7 @@
 """The terminal summary (`matchbench results SUITE --format summary`, what `make demo` prints): one row per
 method, the headline metrics, best per column marked, rows ordered by the first column."""
+import io
+
 import pandas as pd
 from rich.console import Console
 
@@ -159,7 +161,7 @@ def test_tuned_parameters_show_the_first_seeds_choice_cut_to_one_line():
     console = Console(record=True, width=150)
     print_summary(agg, console, title="grid")
     text = console.export_text()
-    assert "tuned parameters (first seed)" in text
+    assert "┃ method " in text and "┃ tuned parameters (first seed)" in text
     body = table_rows(text)
     assert [r[0] for r in body] == ["rnn", "bpr", "pop"]  # one line each: the long choice does not wrap
     assert body[0][2] == "factors=32, lr=0.01" and body[2][2] == ""
@@ -188,9 +190,10 @@ def test_one_data_label_never_splits_and_footer_names_the_report_or_the_command(
     the method names to nothing); without a report path the footer names the command that writes one."""
     agg = long_frame([("itemrec", m, "a very long data label " * 3, f"{f}_10", 0.1)
                       for m in ("method x", "method y") for f in ("ndcg", "recall", "precision", "hit", "mrr", "map")])
-    console = Console(record=True, width=60)
-    print_summary(agg, console, ["ndcg_10", "recall_10", "precision_10", "hit_10", "mrr_10", "map_10"], title="t")
-    text = console.export_text()
+    out = io.StringIO()  # what a terminal gets (a recording would keep what the console crops)
+    print_summary(agg, Console(file=out, width=60), ["ndcg_10", "recall_10", "precision_10", "hit_10", "mrr_10",
+                                                     "map_10"], title="t")
+    text = out.getvalue()
     assert text.splitlines()[0].strip() == "t"
     body = [r for r in table_rows(text) if r[0]]  # a wrapped header's lines have no method
     assert [r[0] for r in body] == ["method x", "method y"] and body[0][1:] == ["★ 0.1000"] * 6
@@ -216,6 +219,7 @@ def test_tables_per_data_label_keep_tuned_parameters_and_declarations_and_an_unt
 
 
 def test_no_results_says_what_to_run():
-    console = Console(record=True, width=120)
+    console = Console(record=True, width=120, force_terminal=True, color_system="standard")
     print_summary(pd.DataFrame(columns=["task", "method", "dataset", "metric", "mean"]), console)
-    assert console.export_text().strip() == "no FINISHED cells with metrics yet: run the suite first (matchbench run)"
+    assert console.export_text(styles=True).strip() == (
+        "no FINISHED cells with metrics yet: run the suite first (matchbench run)")  # plain: no highlighting

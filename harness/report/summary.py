@@ -92,11 +92,9 @@ def print_summary(agg: pd.DataFrame, console, metrics: Iterable[str] | None = No
 
 
 def _print_whole(console, table) -> None:
-    """Print `table` no narrower than its columns' minimum widths: where the console is narrower, rich would shrink
-    every column alike (method names and numbers cut to nothing); the lines run long instead (a terminal scrolls
-    or wraps them)."""
-    need = console.measure(table, options=console.options.update_width(10**6)).minimum
-    console.print(table, width=max(console.width, need), crop=False)
+    """Print `table` uncropped: each column is at least as wide as its longest number or name (`_table`), so a
+    console narrower than the sum gets long lines (a terminal scrolls or wraps them) rather than cut cells."""
+    console.print(table, crop=False)
 
 
 def _table(frame: pd.DataFrame, best: dict[str, str], tuned, declared, title: str):
