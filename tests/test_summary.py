@@ -213,7 +213,7 @@ def test_tables_per_data_label_keep_tuned_parameters_and_declarations_and_an_unt
     print_summary(agg, console, ["ndcg_10", "popularity_10"], declared={"popularity": 0})
     text = console.export_text()
     assert text.count("lr=0.001") == 3 and text.count("itemrec popularity_10 ↑") == 0
-    assert text.count("itemrec ndcg_10 ↑") == 3 and " — " not in text
+    assert text.count("itemrec ndcg_10 ↑") == 3 and text.count("↑") == 3 and " — " not in text
     assert [ln.strip() for ln in text.splitlines() if ln.strip().startswith("synthetic(resources=")] == [
         "synthetic(resources=False)", "synthetic(resources=True)"]
 
@@ -223,3 +223,15 @@ def test_no_results_says_what_to_run():
     print_summary(pd.DataFrame(columns=["task", "method", "dataset", "metric", "mean"]), console)
     assert console.export_text(styles=True).strip() == (
         "no FINISHED cells with metrics yet: run the suite first (matchbench run)")  # plain: no highlighting
+
+
+def test_arrows_follow_the_metric_not_the_data_label_in_front_of_it():
+    """With several data labels a column is named `data · task metric`: its direction is the metric's (a loss points
+    down where its runs declare so), and a descriptive column has no arrow and nothing else after its name."""
+    rows = [("ctr", m, d, f, v) for m, v in (("a", 0.3), ("b", 0.1)) for d in ("x", "y")
+            for f in ("regret_10", "popularity_10")]
+    console = Console(record=True, width=200)
+    print_summary(long_frame(rows), console, ["regret_10", "popularity_10"], declared={"popularity": 0, "regret": -1})
+    header = next(ln for ln in console.export_text().splitlines() if ln.startswith("┃"))
+    assert [c.strip() for c in header.split("┃")[1:-1]] == [
+        "method", "x · ctr popularity_10", "x · ctr regret_10 ↓", "y · ctr popularity_10", "y · ctr regret_10 ↓"]
