@@ -315,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="rerun the last run's survivors of each target against the current kill tests "
                         "(one process, a fork per mutant)")
     args = p.parse_args(argv)
+    if args.only:  # `--only A B planners` reads the target as a mutant: take target names back out of the list
+        args.targets += [m for m in args.only if m in BY_NAME]
+        args.only = [m for m in args.only if m not in BY_NAME]
+        if len(args.targets) != 1 or not args.only:
+            p.error("--only runs named mutants of one target: give exactly one target and at least one mutant, "
+                    "e.g. planners --only 'plugins.planners.roots*'")
     unknown = [t for t in args.targets if t not in BY_NAME]
     if unknown:
         p.error(f"unknown target(s) {unknown}; choose from {list(BY_NAME)}")
